@@ -1,0 +1,176 @@
+//! 2-D convolution, NHWC activations, weights `[kh, kw, c_in, c_out]` (a `[patch, c_out]` matrix).
+//! im2col per image into a per-chunk scratch buffer that stays in cache, then one GEMM.
+
+use rayon::prelude::*;
+
+use super::gemm::{MatRef, Threads, matmul};
+use super::{chunk_count, chunk_size};
+use crate::backend::Conv2dGeometry;
+use crate::device::CpuDevice;
+
+/// Unfolds one image into `[positions, patch]` rows (zeros where the window leaves the image).
+pub fn im2col(g: &Conv2dGeometry, x: &[f32], col: &mut [f32]) {
+    let patch = g.patch_len();
+    let row_len = g.kernel_w * g.in_c;
+    for oy in 0..g.out_h {
+        for ox in 0..g.out_w {
+            let row = &mut col[(oy * g.out_w + ox) * patch..][..patch];
+            let (kx_lo, kx_hi, ix0) = kx_range(g, ox);
+            for ky in 0..g.kernel_h {
+                let dst = &mut row[ky * row_len..][..row_len];
+                let iy = (oy * g.stride_h + ky) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.in_h as isize || kx_lo >= kx_hi {
+                    dst.fill(0.0);
+                    continue;
+                }
+                dst[..kx_lo * g.in_c].fill(0.0);
+                dst[kx_hi * g.in_c..].fill(0.0);
+                let src = (iy as usize * g.in_w + (ix0 + kx_lo as isize) as usize) * g.in_c;
+                dst[kx_lo * g.in_c..kx_hi * g.in_c].copy_from_slice(&x[src..src + (kx_hi - kx_lo) * g.in_c]);
+            }
+        }
+    }
+}
+
+/// Folds `[positions, patch]` rows back onto one image, adding overlapping windows.
+pub fn col2im_add(g: &Conv2dGeometry, col: &[f32], dx: &mut [f32]) {
+    let patch = g.patch_len();
+    let row_len = g.kernel_w * g.in_c;
+    for oy in 0..g.out_h {
+        for ox in 0..g.out_w {
+            let row = &col[(oy * g.out_w + ox) * patch..][..patch];
+            let (kx_lo, kx_hi, ix0) = kx_range(g, ox);
+            if kx_lo >= kx_hi {
+                continue;
+            }
+            for ky in 0..g.kernel_h {
+                let iy = (oy * g.stride_h + ky) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.in_h as isize {
+                    continue;
+                }
+                let src = &row[ky * row_len + kx_lo * g.in_c..ky * row_len + kx_hi * g.in_c];
+                let start = (iy as usize * g.in_w + (ix0 + kx_lo as isize) as usize) * g.in_c;
+                for (d, s) in dx[start..start + src.len()].iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}
+
+/// The kernel columns `kx_lo..kx_hi` whose input column lies inside the image, and the input
+/// column of `kx = 0`.
+fn kx_range(g: &Conv2dGeometry, ox: usize) -> (usize, usize, isize) {
+    let ix0 = (ox * g.stride_w) as isize - g.pad_left as isize;
+    let lo = (-ix0).clamp(0, g.kernel_w as isize) as usize;
+    let hi = (g.in_w as isize - ix0).clamp(0, g.kernel_w as isize) as usize;
+    (lo, hi, ix0)
+}
+
+/// `y = conv(x, w) + b` for `n` images.
+pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
+    let chunk = chunk_size(n);
+    let scratch_len = if g.is_pointwise() { 0 } else { positions * patch };
+    dev.with_scratch(n.div_ceil(chunk), scratch_len, |scratch| {
+        y[..n * out_len]
+            .par_chunks_mut(chunk * out_len)
+            .zip(x[..n * in_len].par_chunks(chunk * in_len))
+            .zip(scratch.par_iter_mut())
+            .for_each(|((yc, xc), col)| {
+                for (yi, xi) in yc.chunks_mut(out_len).zip(xc.chunks(in_len)) {
+                    for row in yi.chunks_mut(g.out_c) {
+                        row.copy_from_slice(b);
+                    }
+                    let cols = if g.is_pointwise() {
+                        xi
+                    } else {
+                        im2col(g, xi, col);
+                        &col[..positions * patch]
+                    };
+                    let lhs = MatRef::row_major(cols, positions, patch);
+                    matmul(yi, lhs, MatRef::row_major(w, patch, g.out_c), true, Threads::Single);
+                }
+            });
+    });
+}
+
+/// `dx = conv^T(dy, w)` for `n` images.
+pub fn backward_input(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
+    let chunk = chunk_size(n);
+    let scratch_len = if g.is_pointwise() { 0 } else { positions * patch };
+    let wt = MatRef::row_major(w, patch, g.out_c).t();
+    dev.with_scratch(n.div_ceil(chunk), scratch_len, |scratch| {
+        dx[..n * in_len]
+            .par_chunks_mut(chunk * in_len)
+            .zip(dy[..n * out_len].par_chunks(chunk * out_len))
+            .zip(scratch.par_iter_mut())
+            .for_each(|((dxc, dyc), dcol)| {
+                for (dxi, dyi) in dxc.chunks_mut(in_len).zip(dyc.chunks(out_len)) {
+                    let lhs = MatRef::row_major(dyi, positions, g.out_c);
+                    if g.is_pointwise() {
+                        matmul(dxi, lhs, wt, false, Threads::Single);
+                    } else {
+                        matmul(dcol, lhs, wt, false, Threads::Single);
+                        dxi.fill(0.0);
+                        col2im_add(g, &dcol[..positions * patch], dxi);
+                    }
+                }
+            });
+    });
+}
+
+/// `dw = sum_n im2col(x)^T dy`, `db = sum_n sum_positions dy` for `n` images.
+pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
+    let chunk = chunk_size(n);
+    let chunks = n.div_ceil(chunk);
+    debug_assert!(chunks <= chunk_count(n));
+    let weight_len = patch * g.out_c;
+    let partial_len = weight_len + g.out_c;
+    let col_len = if g.is_pointwise() { 0 } else { positions * patch };
+    dev.with_scratch(chunks, partial_len + col_len, |scratch| {
+        scratch
+            .par_iter_mut()
+            .zip(x[..n * in_len].par_chunks(chunk * in_len))
+            .zip(dy[..n * out_len].par_chunks(chunk * out_len))
+            .for_each(|((buf, xc), dyc)| {
+                let (partial, col) = buf.split_at_mut(partial_len);
+                partial.fill(0.0);
+                let (pw, pb) = partial.split_at_mut(weight_len);
+                for (xi, dyi) in xc.chunks(in_len).zip(dyc.chunks(out_len)) {
+                    let cols = if g.is_pointwise() {
+                        xi
+                    } else {
+                        im2col(g, xi, col);
+                        &col[..positions * patch]
+                    };
+                    let lhs = MatRef::row_major(cols, positions, patch).t();
+                    matmul(pw, lhs, MatRef::row_major(dyi, positions, g.out_c), true, Threads::Single);
+                    for row in dyi.chunks(g.out_c) {
+                        for (b, d) in pb.iter_mut().zip(row) {
+                            *b += d;
+                        }
+                    }
+                }
+            });
+        sum_partials(&scratch[..chunks], 0, dw);
+        sum_partials(&scratch[..chunks], weight_len, db);
+    });
+}
+
+/// `out[i] = sum over chunks c (in order) of partials[c][offset + i]`.
+pub(crate) fn sum_partials(partials: &[Vec<f32>], offset: usize, out: &mut [f32]) {
+    const BLOCK: usize = 4096;
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, block)| {
+        let start = offset + bi * BLOCK;
+        block.copy_from_slice(&partials[0][start..start + block.len()]);
+        for p in &partials[1..] {
+            let len = block.len();
+            for (o, v) in block.iter_mut().zip(&p[start..start + len]) {
+                *o += v;
+            }
+        }
+    });
+}

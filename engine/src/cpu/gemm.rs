@@ -1,0 +1,121 @@
+//! Single-precision matrix multiply through the `gemm` crate (AVX-512 kernels picked at run time
+//! where the CPU has them).
+
+/// A strided, read-only matrix view (row-major, optionally transposed).
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<'a> MatRef<'a> {
+    /// `rows x cols`, row-major, contiguous.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix {rows}x{cols} needs {} values, got {}", rows * cols, data.len());
+        Self { data, rows, cols, row_stride: cols as isize, col_stride: 1 }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+    }
+}
+
+/// Whether the multiply may use rayon threads itself (false inside an already-parallel loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    Single,
+    Pool,
+}
+
+/// `dst (m x n, row-major) = [dst +] lhs (m x k) * rhs (k x n)`.
+pub fn matmul(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool, threads: Threads) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ ({m}x{k} * {}x{n})", rhs.rows);
+    assert!(dst.len() >= m * n, "matmul: destination holds {} values, needs {}", dst.len(), m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let parallelism = match threads {
+        Threads::Single => gemm::Parallelism::None,
+        Threads::Pool => match rayon::current_num_threads() {
+            1 => gemm::Parallelism::None,
+            t => gemm::Parallelism::Rayon(t),
+        },
+    };
+    // SAFETY: the asserts above and in `MatRef::row_major` keep every strided access in bounds:
+    // views are built from slices of at least rows*cols values with matching strides, and dst
+    // holds m*n values with row stride n.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.data.as_ptr(),
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_accumulation() {
+        let (m, k, n) = (17, 9, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+        let want = naive(&a, &b, m, k, n);
+        for threads in [Threads::Single, Threads::Pool] {
+            let mut c = vec![0.0; m * n];
+            matmul(&mut c, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), false, threads);
+            assert_eq!(c, want);
+            matmul(&mut c, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), true, threads);
+            assert_eq!(c, want.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
+        }
+        // (a^T)^T b through transposed storage
+        let mut at = vec![0.0; k * m];
+        for i in 0..m {
+            for p in 0..k {
+                at[p * m + i] = a[i * k + p];
+            }
+        }
+        let mut c = vec![0.0; m * n];
+        matmul(&mut c, MatRef::row_major(&at, k, m).t(), MatRef::row_major(&b, k, n), false, Threads::Single);
+        assert_eq!(c, want);
+    }
+}

@@ -1,0 +1,24 @@
+//! CPU kernels (rayon + GEMM), one file per op family. They take plain slices and explicit
+//! shapes, so they are also the oracle that other backends are tested against.
+//!
+//! Parallel reductions split the batch into a fixed number of chunks derived from the thread
+//! count and sum the partial results in chunk order: the same seed and thread count give
+//! bitwise-identical results.
+
+pub mod conv2d;
+pub mod dense;
+pub mod elementwise;
+pub mod gemm;
+pub mod optim;
+pub mod pool;
+pub mod softmax_xent;
+
+/// Number of chunks a batch of `n` items is split into (fixed for a given thread count).
+pub(crate) fn chunk_count(n: usize) -> usize {
+    rayon::current_num_threads().clamp(1, n.max(1))
+}
+
+/// Items per chunk when `n` items are split into `chunk_count(n)` chunks.
+pub(crate) fn chunk_size(n: usize) -> usize {
+    n.div_ceil(chunk_count(n)).max(1)
+}

@@ -1,0 +1,101 @@
+//! Devices: where tensors live and kernels run.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use crate::error::{EngineError, Result};
+
+/// What the user asked for (`--device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+impl FromStr for DeviceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(DeviceKind::Cpu),
+            "gpu" => Ok(DeviceKind::Gpu),
+            "auto" => Ok(DeviceKind::Auto),
+            other => Err(format!("unknown device '{other}': expected cpu, gpu or auto")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Gpu => "gpu",
+            DeviceKind::Auto => "auto",
+        })
+    }
+}
+
+/// A device owning tensors. Enum dispatch keeps layers plain structs.
+#[derive(Debug)]
+pub enum Device {
+    Cpu(CpuDevice),
+}
+
+impl Device {
+    pub fn cpu() -> Self {
+        Device::Cpu(CpuDevice::default())
+    }
+
+    /// Resolves `--device`. `auto` takes a hardware GPU when a GPU backend finds one, else the CPU,
+    /// and logs which; `gpu` without a usable GPU backend is an error.
+    pub fn open(kind: DeviceKind) -> Result<Self> {
+        match kind {
+            DeviceKind::Cpu => Ok(Self::cpu()),
+            DeviceKind::Auto => {
+                let device = Self::cpu();
+                tracing::info!("device auto: no GPU backend in this build, using {}", device.describe());
+                Ok(device)
+            }
+            DeviceKind::Gpu => Err(EngineError::Device(
+                "--device gpu: this build has no GPU backend (the WGSL backend is not part of it yet); use --device cpu or auto".into(),
+            )),
+        }
+    }
+
+    /// One line for logs and result files, e.g. `cpu (2 threads)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
+        }
+    }
+
+    pub fn kind(&self) -> DeviceKind {
+        match self {
+            Device::Cpu(_) => DeviceKind::Cpu,
+        }
+    }
+}
+
+/// The CPU device: rayon's pool, plus per-chunk scratch buffers that grow once and are reused.
+#[derive(Debug, Default)]
+pub struct CpuDevice {
+    scratch: Mutex<Vec<Vec<f32>>>,
+}
+
+impl CpuDevice {
+    /// Runs `f` with `chunks` scratch buffers of at least `len` floats each.
+    pub(crate) fn with_scratch<R>(&self, chunks: usize, len: usize, f: impl FnOnce(&mut [Vec<f32>]) -> R) -> R {
+        let mut guard = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.len() < chunks {
+            guard.resize_with(chunks, Vec::new);
+        }
+        for buf in guard.iter_mut().take(chunks) {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+        }
+        f(&mut guard[..chunks])
+    }
+}

@@ -1,0 +1,417 @@
+//! The hyperparameter config file (TOML): architecture as a list of layers, and training settings.
+//! Unknown keys are rejected; every value is checked and an error names its key.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::{LayerKind, LayerSpec, ModelSpec, Padding, Shape};
+use crate::error::{EngineError, Result};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `[height, width, channels]` of one input image.
+    #[serde(default = "default_input_shape")]
+    pub input_shape: [usize; 3],
+    #[serde(default = "default_classes")]
+    pub num_classes: usize,
+    pub layers: Vec<LayerConfig>,
+}
+
+fn default_input_shape() -> [usize; 3] {
+    [28, 28, 1]
+}
+fn default_classes() -> usize {
+    10
+}
+
+/// A size given as one number (square) or `[height, width]`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Size2 {
+    Square(usize),
+    Rect([usize; 2]),
+}
+
+impl Size2 {
+    pub fn pair(self) -> [usize; 2] {
+        match self {
+            Size2::Square(s) => [s, s],
+            Size2::Rect(r) => r,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    Linear,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LayerConfig {
+    Conv2d {
+        name: Option<String>,
+        filters: usize,
+        kernel_size: Size2,
+        #[serde(default = "one", alias = "stride")]
+        strides: Size2,
+        #[serde(default)]
+        padding: Padding,
+        activation: Option<Activation>,
+    },
+    #[serde(alias = "maxpool2d", alias = "max_pool", alias = "max_pool2d", alias = "maxpooling2d")]
+    Maxpool {
+        name: Option<String>,
+        #[serde(default = "two")]
+        pool_size: Size2,
+        #[serde(alias = "stride")]
+        strides: Option<Size2>,
+    },
+    Dense {
+        name: Option<String>,
+        units: usize,
+        activation: Option<Activation>,
+    },
+    Relu {
+        name: Option<String>,
+    },
+    Dropout {
+        name: Option<String>,
+        rate: f32,
+    },
+    Flatten {
+        name: Option<String>,
+    },
+}
+
+fn one() -> Size2 {
+    Size2::Square(1)
+}
+fn two() -> Size2 {
+    Size2::Square(2)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_lr")]
+    pub learning_rate: f32,
+    #[serde(default)]
+    pub weight_decay: f32,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Batch size for evaluation on the test set (does not change results).
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+}
+
+fn default_epochs() -> usize {
+    3
+}
+fn default_batch() -> usize {
+    100
+}
+fn default_lr() -> f32 {
+    1e-3
+}
+fn default_seed() -> u64 {
+    1234
+}
+fn default_eval_batch() -> usize {
+    1000
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: default_epochs(),
+            batch_size: default_batch(),
+            learning_rate: default_lr(),
+            weight_decay: 0.0,
+            seed: default_seed(),
+            optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+            eval_batch_size: default_eval_batch(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    Sgd,
+    Momentum {
+        #[serde(default = "default_momentum")]
+        momentum: f32,
+        #[serde(default)]
+        nesterov: bool,
+    },
+    Adam {
+        #[serde(default = "default_beta1")]
+        beta1: f32,
+        #[serde(default = "default_beta2")]
+        beta2: f32,
+        #[serde(default = "default_epsilon")]
+        epsilon: f32,
+    },
+    /// Adam with decoupled weight decay (`train.weight_decay`).
+    Adamw {
+        #[serde(default = "default_beta1")]
+        beta1: f32,
+        #[serde(default = "default_beta2")]
+        beta2: f32,
+        #[serde(default = "default_epsilon")]
+        epsilon: f32,
+    },
+}
+
+fn default_momentum() -> f32 {
+    0.9
+}
+fn default_beta1() -> f32 {
+    0.9
+}
+fn default_beta2() -> f32 {
+    0.999
+}
+fn default_epsilon() -> f32 {
+    1e-8
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Adam { beta1: default_beta1(), beta2: default_beta2(), epsilon: default_epsilon() }
+    }
+}
+
+/// Learning-rate schedule over training steps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    #[default]
+    Constant,
+    /// `lr * decay_rate ^ (epoch_progress / decay_epochs)`, smooth.
+    Exponential {
+        decay_rate: f32,
+        #[serde(default = "default_decay_epochs")]
+        decay_epochs: f32,
+    },
+    /// `lr * decay_rate ^ floor(epoch / step_epochs)`.
+    Step {
+        decay_rate: f32,
+        #[serde(default = "default_step_epochs")]
+        step_epochs: usize,
+    },
+    /// Cosine from `lr` to `min_learning_rate` over the whole run.
+    Cosine {
+        #[serde(default)]
+        min_learning_rate: f32,
+    },
+}
+
+fn default_decay_epochs() -> f32 {
+    1.0
+}
+fn default_step_epochs() -> usize {
+    1
+}
+
+fn bad(key: impl Into<String>, message: impl Into<String>) -> EngineError {
+    EngineError::Config { path: key.into(), message: message.into() }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, format!("cannot read config file: {e}")))?;
+        Self::parse(&text).map_err(|e| match e {
+            EngineError::Config { path: key, message } => {
+                EngineError::Config { path: format!("{}: {key}", path.display()), message }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let location = e.span().map(|s| line_col(text, s.start)).map(|(l, c)| format!("line {l}, column {c}")).unwrap_or_default();
+            bad(location, message)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.model_spec().map(|_| ())
+    }
+
+    /// The architecture with activations expanded into layers, names assigned and shapes checked.
+    pub fn model_spec(&self) -> Result<ModelSpec> {
+        self.model.to_spec()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+impl ModelConfig {
+    pub fn to_spec(&self) -> Result<ModelSpec> {
+        let [h, w, c] = self.input_shape;
+        if h == 0 || w == 0 || c == 0 {
+            return Err(bad("model.input_shape", format!("every dimension must be at least 1, got {:?}", self.input_shape)));
+        }
+        if self.num_classes < 2 {
+            return Err(bad("model.num_classes", format!("must be at least 2, got {}", self.num_classes)));
+        }
+        if self.layers.is_empty() {
+            return Err(bad("model.layers", "no layers given"));
+        }
+        let mut layers = Vec::new();
+        let mut counts = std::collections::HashMap::new();
+        let mut name_for = |given: &Option<String>, base: &str| -> String {
+            let count = counts.entry(base.to_string()).or_insert(0);
+            *count += 1;
+            given.clone().unwrap_or_else(|| format!("{base}{count}"))
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let key = |field: &str| format!("model.layers[{i}].{field}");
+            let positive = |field: &str, v: usize| if v == 0 { Err(bad(key(field), "must be at least 1, got 0")) } else { Ok(()) };
+            match layer {
+                LayerConfig::Conv2d { name, filters, kernel_size, strides, padding, activation } => {
+                    positive("filters", *filters)?;
+                    let (kernel, stride) = (kernel_size.pair(), strides.pair());
+                    kernel.iter().try_for_each(|&k| positive("kernel_size", k))?;
+                    stride.iter().try_for_each(|&s| positive("strides", s))?;
+                    let kind = LayerKind::Conv2d { filters: *filters, kernel, stride, padding: *padding };
+                    layers.push(LayerSpec { name: name_for(name, "conv"), kind });
+                    push_activation(&mut layers, activation, &mut name_for);
+                }
+                LayerConfig::Maxpool { name, pool_size, strides } => {
+                    let size = pool_size.pair();
+                    let stride = strides.map(Size2::pair).unwrap_or(size);
+                    size.iter().try_for_each(|&k| positive("pool_size", k))?;
+                    stride.iter().try_for_each(|&s| positive("strides", s))?;
+                    layers.push(LayerSpec { name: name_for(name, "pool"), kind: LayerKind::MaxPool { size, stride } });
+                }
+                LayerConfig::Dense { name, units, activation } => {
+                    positive("units", *units)?;
+                    layers.push(LayerSpec { name: name_for(name, "dense"), kind: LayerKind::Dense { units: *units } });
+                    push_activation(&mut layers, activation, &mut name_for);
+                }
+                LayerConfig::Relu { name } => layers.push(LayerSpec { name: name_for(name, "relu"), kind: LayerKind::Relu }),
+                LayerConfig::Dropout { name, rate } => {
+                    if !(0.0..1.0).contains(rate) {
+                        return Err(bad(key("rate"), format!("must be in [0, 1), got {rate}")));
+                    }
+                    layers.push(LayerSpec { name: name_for(name, "dropout"), kind: LayerKind::Dropout { rate: *rate } });
+                }
+                LayerConfig::Flatten { name } => layers.push(LayerSpec { name: name_for(name, "flatten"), kind: LayerKind::Flatten }),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for l in &layers {
+            if !seen.insert(l.name.as_str()) {
+                return Err(bad("model.layers", format!("two layers are named '{}'", l.name)));
+            }
+        }
+        let spec = ModelSpec { input_shape: self.input_shape, num_classes: self.num_classes, layers };
+        spec.shapes()?;
+        Ok(spec)
+    }
+}
+
+fn push_activation(layers: &mut Vec<LayerSpec>, activation: &Option<Activation>, name_for: &mut impl FnMut(&Option<String>, &str) -> String) {
+    if let Some(Activation::Relu) = activation {
+        layers.push(LayerSpec { name: name_for(&None, "relu"), kind: LayerKind::Relu });
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let positive = |key: &str, v: usize| if v == 0 { Err(bad(format!("train.{key}"), "must be at least 1, got 0")) } else { Ok(()) };
+        positive("epochs", self.epochs)?;
+        positive("batch_size", self.batch_size)?;
+        positive("eval_batch_size", self.eval_batch_size)?;
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(bad("train.learning_rate", format!("must be a positive number, got {}", self.learning_rate)));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(bad("train.weight_decay", format!("must be zero or positive, got {}", self.weight_decay)));
+        }
+        let unit = |key: &str, v: f32| {
+            if (0.0..1.0).contains(&v) { Ok(()) } else { Err(bad(format!("train.optimizer.{key}"), format!("must be in [0, 1), got {v}"))) }
+        };
+        match &self.optimizer {
+            OptimizerConfig::Sgd => {}
+            OptimizerConfig::Momentum { momentum, .. } => unit("momentum", *momentum)?,
+            OptimizerConfig::Adam { beta1, beta2, epsilon } | OptimizerConfig::Adamw { beta1, beta2, epsilon } => {
+                unit("beta1", *beta1)?;
+                unit("beta2", *beta2)?;
+                if !(epsilon.is_finite() && *epsilon > 0.0) {
+                    return Err(bad("train.optimizer.epsilon", format!("must be a positive number, got {epsilon}")));
+                }
+            }
+        }
+        let rate = |v: f32| {
+            if v > 0.0 && v <= 1.0 { Ok(()) } else { Err(bad("train.schedule.decay_rate", format!("must be in (0, 1], got {v}"))) }
+        };
+        match &self.schedule {
+            ScheduleConfig::Constant => {}
+            ScheduleConfig::Exponential { decay_rate, decay_epochs } => {
+                rate(*decay_rate)?;
+                if !(decay_epochs.is_finite() && *decay_epochs > 0.0) {
+                    return Err(bad("train.schedule.decay_epochs", format!("must be a positive number, got {decay_epochs}")));
+                }
+            }
+            ScheduleConfig::Step { decay_rate, step_epochs } => {
+                rate(*decay_rate)?;
+                positive("schedule.step_epochs", *step_epochs)?;
+            }
+            ScheduleConfig::Cosine { min_learning_rate } => {
+                if !(0.0..=self.learning_rate).contains(min_learning_rate) {
+                    return Err(bad(
+                        "train.schedule.min_learning_rate",
+                        format!("must be in [0, learning_rate = {}], got {min_learning_rate}", self.learning_rate),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Shape {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Shape::Image { h, w, c } => format!("{h}x{w}x{c}"),
+            Shape::Flat(n) => format!("a flat vector of {n}"),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The resolved architecture (what model.json stores) and shape inference over it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Conv2dGeometry, PoolGeometry};
+use crate::error::{EngineError, Result};
+
+/// Convolution padding: TensorFlow's `same` / `valid`, or explicit zeros on every side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "PaddingRepr", into = "PaddingRepr")]
+pub enum Padding {
+    Same,
+    #[default]
+    Valid,
+    Explicit(usize),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum PaddingRepr {
+    Name(String),
+    Size(usize),
+}
+
+impl TryFrom<PaddingRepr> for Padding {
+    type Error = String;
+    fn try_from(r: PaddingRepr) -> Result<Self, String> {
+        match r {
+            PaddingRepr::Size(p) => Ok(Padding::Explicit(p)),
+            PaddingRepr::Name(s) => match s.to_ascii_lowercase().as_str() {
+                "same" => Ok(Padding::Same),
+                "valid" => Ok(Padding::Valid),
+                _ => Err(format!("padding must be \"same\", \"valid\" or a number of pixels, got \"{s}\"")),
+            },
+        }
+    }
+}
+
+impl From<Padding> for PaddingRepr {
+    fn from(p: Padding) -> Self {
+        match p {
+            Padding::Same => PaddingRepr::Name("same".into()),
+            Padding::Valid => PaddingRepr::Name("valid".into()),
+            Padding::Explicit(n) => PaddingRepr::Size(n),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LayerKind {
+    Conv2d { filters: usize, kernel: [usize; 2], stride: [usize; 2], padding: Padding },
+    #[serde(rename = "maxpool")]
+    MaxPool { size: [usize; 2], stride: [usize; 2] },
+    Dense { units: usize },
+    Relu,
+    Dropout { rate: f32 },
+    Flatten,
+}
+
+impl LayerKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LayerKind::Conv2d { .. } => "conv2d",
+            LayerKind::MaxPool { .. } => "maxpool",
+            LayerKind::Dense { .. } => "dense",
+            LayerKind::Relu => "relu",
+            LayerKind::Dropout { .. } => "dropout",
+            LayerKind::Flatten => "flatten",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: LayerKind,
+}
+
+/// Shape of one example between layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Image { h: usize, w: usize, c: usize },
+    Flat(usize),
+}
+
+impl Shape {
+    pub fn len(&self) -> usize {
+        match *self {
+            Shape::Image { h, w, c } => h * w * c,
+            Shape::Flat(n) => n,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// `[height, width, channels]`.
+    pub input_shape: [usize; 3],
+    pub num_classes: usize,
+    pub layers: Vec<LayerSpec>,
+}
+
+impl ModelSpec {
+    pub fn input(&self) -> Shape {
+        let [h, w, c] = self.input_shape;
+        Shape::Image { h, w, c }
+    }
+
+    /// The input shape followed by every layer's output shape; an error names the layer that does not fit.
+    pub fn shapes(&self) -> Result<Vec<Shape>> {
+        let mut shapes = vec![self.input()];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let out = layer.output_shape(*shapes.last().unwrap()).map_err(|message| layer.error(i, message))?;
+            shapes.push(out);
+        }
+        let last = shapes.last().unwrap();
+        if *last != Shape::Flat(self.num_classes) {
+            let i = self.layers.len() - 1;
+            return Err(self.layers[i].error(
+                i,
+                format!("the model must end in {} class logits (a dense layer with units = {}), but outputs {}", self.num_classes, self.num_classes, last.describe()),
+            ));
+        }
+        Ok(shapes)
+    }
+
+    /// Parameter names and shapes, in layer order: `<layer>.weight`, `<layer>.bias`.
+    pub fn parameters(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let shapes = self.shapes()?;
+        let mut params = Vec::new();
+        for (layer, input) in self.layers.iter().zip(&shapes) {
+            match layer.kind {
+                LayerKind::Conv2d { filters, kernel, .. } => {
+                    let Shape::Image { c, .. } = *input else { unreachable!("checked by shapes()") };
+                    params.push((format!("{}.weight", layer.name), vec![kernel[0], kernel[1], c, filters]));
+                    params.push((format!("{}.bias", layer.name), vec![filters]));
+                }
+                LayerKind::Dense { units } => {
+                    params.push((format!("{}.weight", layer.name), vec![input.len(), units]));
+                    params.push((format!("{}.bias", layer.name), vec![units]));
+                }
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+}
+
+impl LayerSpec {
+    fn error(&self, index: usize, message: String) -> EngineError {
+        EngineError::Shape { index, kind: self.kind.type_name().into(), name: self.name.clone(), message }
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+        match self.kind {
+            LayerKind::Conv2d { filters, .. } => {
+                let g = self.conv_geometry(input)?;
+                debug_assert_eq!(g.out_c, filters);
+                Ok(Shape::Image { h: g.out_h, w: g.out_w, c: g.out_c })
+            }
+            LayerKind::MaxPool { .. } => {
+                let g = self.pool_geometry(input)?;
+                Ok(Shape::Image { h: g.out_h, w: g.out_w, c: g.channels })
+            }
+            LayerKind::Dense { units } => match input {
+                Shape::Flat(_) => Ok(Shape::Flat(units)),
+                Shape::Image { .. } => Err(format!("needs a flat input but gets {}; add a flatten layer before it", input.describe())),
+            },
+            LayerKind::Flatten => Ok(Shape::Flat(input.len())),
+            LayerKind::Relu | LayerKind::Dropout { .. } => Ok(input),
+        }
+    }
+
+    /// The convolution's geometry for `input`, or why it does not fit.
+    pub fn conv_geometry(&self, input: Shape) -> Result<Conv2dGeometry, String> {
+        let LayerKind::Conv2d { filters, kernel, stride, padding } = self.kind else {
+            return Err("not a conv2d layer".into());
+        };
+        let Shape::Image { h, w, c } = input else {
+            return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
+        };
+        let axis = |size: usize, k: usize, s: usize| -> Result<(usize, usize), String> {
+            match padding {
+                Padding::Same => {
+                    let out = size.div_ceil(s);
+                    let total = ((out - 1) * s + k).saturating_sub(size);
+                    Ok((out, total / 2))
+                }
+                Padding::Valid | Padding::Explicit(_) => {
+                    let pad = if let Padding::Explicit(p) = padding { p } else { 0 };
+                    if size + 2 * pad < k {
+                        return Err(format!("kernel {}x{} does not fit input {h}x{w}x{c} with padding {pad}", kernel[0], kernel[1]));
+                    }
+                    Ok(((size + 2 * pad - k) / s + 1, pad))
+                }
+            }
+        };
+        let (out_h, pad_top) = axis(h, kernel[0], stride[0])?;
+        let (out_w, pad_left) = axis(w, kernel[1], stride[1])?;
+        Ok(Conv2dGeometry {
+            in_h: h,
+            in_w: w,
+            in_c: c,
+            out_h,
+            out_w,
+            out_c: filters,
+            kernel_h: kernel[0],
+            kernel_w: kernel[1],
+            stride_h: stride[0],
+            stride_w: stride[1],
+            pad_top,
+            pad_left,
+        })
+    }
+
+    /// The pooling geometry for `input`, or why it does not fit.
+    pub fn pool_geometry(&self, input: Shape) -> Result<PoolGeometry, String> {
+        let LayerKind::MaxPool { size, stride } = self.kind else {
+            return Err("not a maxpool layer".into());
+        };
+        let Shape::Image { h, w, c } = input else {
+            return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
+        };
+        if h < size[0] || w < size[1] {
+            return Err(format!("pool window {}x{} does not fit input {h}x{w}x{c}", size[0], size[1]));
+        }
+        Ok(PoolGeometry {
+            in_h: h,
+            in_w: w,
+            channels: c,
+            out_h: (h - size[0]) / stride[0] + 1,
+            out_w: (w - size[1]) / stride[1] + 1,
+            size_h: size[0],
+            size_w: size[1],
+            stride_h: stride[0],
+            stride_w: stride[1],
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! Device-owned tensors. Data stays where the device put it; [`Tensor::to_host`] is the only
+//! way back to the host, so every readback is visible at the call site.
+
+use crate::device::Device;
+use crate::error::{EngineError, Result};
+
+/// Element types a tensor can hold.
+pub trait Element: bytemuck::Pod + Default + Send + Sync + 'static {}
+impl Element for f32 {}
+impl Element for u32 {}
+
+/// Where a tensor's data lives.
+#[derive(Clone, Debug)]
+pub enum Storage<T: Element> {
+    Cpu(Vec<T>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Tensor<T: Element = f32> {
+    shape: Vec<usize>,
+    storage: Storage<T>,
+}
+
+impl<T: Element> Tensor<T> {
+    /// A zero-filled tensor on `device`.
+    pub fn zeros(device: &Device, shape: &[usize]) -> Self {
+        let len = shape.iter().product();
+        let storage = match device {
+            Device::Cpu(_) => Storage::Cpu(vec![T::default(); len]),
+        };
+        Self { shape: shape.to_vec(), storage }
+    }
+
+    /// Copies host data onto `device`; `name` labels the error if the length does not fit.
+    pub fn from_host(device: &Device, name: &str, shape: &[usize], data: &[T]) -> Result<Self> {
+        let mut t = Self::zeros(device, shape);
+        t.write_host(name, data)?;
+        Ok(t)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the whole tensor back to the host.
+    pub fn to_host(&self) -> Vec<T> {
+        match &self.storage {
+            Storage::Cpu(v) => v.clone(),
+        }
+    }
+
+    /// Reads the first `len` elements back to the host.
+    pub fn to_host_prefix(&self, len: usize) -> Vec<T> {
+        match &self.storage {
+            Storage::Cpu(v) => v[..len].to_vec(),
+        }
+    }
+
+    /// Reads the first `out.len()` elements back into `out` (no allocation).
+    pub fn read_host_into(&self, out: &mut [T]) {
+        match &self.storage {
+            Storage::Cpu(v) => out.copy_from_slice(&v[..out.len()]),
+        }
+    }
+
+    /// Overwrites the start of the tensor with host data.
+    pub fn write_host(&mut self, name: &str, data: &[T]) -> Result<()> {
+        if data.len() > self.len() {
+            return Err(EngineError::Tensor {
+                name: name.to_string(),
+                message: format!("{} values do not fit shape {:?} ({} elements)", data.len(), self.shape, self.len()),
+            });
+        }
+        match &mut self.storage {
+            Storage::Cpu(v) => v[..data.len()].copy_from_slice(data),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cpu(&self) -> &[T] {
+        match &self.storage {
+            Storage::Cpu(v) => v,
+        }
+    }
+
+    pub(crate) fn cpu_mut(&mut self) -> &mut [T] {
+        match &mut self.storage {
+            Storage::Cpu(v) => v,
+        }
+    }
+}

@@ -20,79 +20,130 @@ pub struct Evaluation {
     pub confusion: ConfusionMatrix,
 }
 
-/// A network plus an inference workspace for batches up to `max_batch`; larger inputs are split.
-pub struct Predictor {
-    network: Network,
+/// Inference buffers for one network and batches up to a capacity; larger inputs are split.
+pub struct Inference {
     ws: Workspace,
     host_probs: Vec<f32>,
     host_classes: Vec<u32>,
 }
 
-impl Predictor {
-    pub fn new(network: Network, max_batch: usize) -> Self {
+impl Inference {
+    pub fn new(network: &Network, max_batch: usize) -> Self {
         let ws = network.workspace(max_batch, false);
         let cap = ws.capacity();
-        let k = network.num_classes();
-        Self { network, ws, host_probs: vec![0.0; cap * k], host_classes: vec![0; cap] }
+        Self {
+            ws,
+            host_probs: vec![0.0; cap * network.num_classes()],
+            host_classes: vec![0; cap],
+        }
     }
 
-    pub fn network(&self) -> &Network {
-        &self.network
+    pub fn capacity(&self) -> usize {
+        self.ws.capacity()
     }
 
     /// Predicts for `images`: `n * input_len` floats in [0, 1], NHWC.
-    pub fn predict(&mut self, images: &[f32]) -> Result<Prediction> {
-        let len = self.network.input_len();
+    pub fn predict(&mut self, network: &Network, images: &[f32]) -> Result<Prediction> {
+        let len = network.input_len();
         if images.len() % len != 0 {
             return Err(EngineError::Tensor {
                 name: crate::export::INPUT_NAME.into(),
-                message: format!("{} values are not a whole number of {len}-value images", images.len()),
+                message: format!(
+                    "{} values are not a whole number of {len}-value images",
+                    images.len()
+                ),
             });
         }
-        let mut out = Prediction { classes: Vec::new(), probabilities: Vec::new() };
+        let mut out = Prediction {
+            classes: Vec::with_capacity(images.len() / len),
+            probabilities: Vec::with_capacity(images.len() / len * network.num_classes()),
+        };
         for chunk in images.chunks(self.ws.capacity() * len) {
-            self.network.upload_f32(&mut self.ws, chunk)?;
-            self.run_uploaded(chunk.len() / len, &mut out);
+            network.upload_f32(&mut self.ws, chunk)?;
+            self.run_uploaded(network, chunk.len() / len, &mut out);
         }
         Ok(out)
     }
 
     /// Predicts for u8 pixels (`n * input_len` bytes, scaled to [0, 1] on the device).
-    pub fn predict_u8(&mut self, pixels: &[u8]) -> Prediction {
-        let len = self.network.input_len();
-        let mut out = Prediction { classes: Vec::new(), probabilities: Vec::new() };
+    pub fn predict_u8(&mut self, network: &Network, pixels: &[u8]) -> Prediction {
+        let len = network.input_len();
+        let mut out = Prediction {
+            classes: Vec::new(),
+            probabilities: Vec::new(),
+        };
         for chunk in pixels.chunks(self.ws.capacity() * len) {
-            self.network.upload_u8(&mut self.ws, chunk);
-            self.run_uploaded(chunk.len() / len, &mut out);
+            network.upload_u8(&mut self.ws, chunk);
+            self.run_uploaded(network, chunk.len() / len, &mut out);
         }
         out
     }
 
-    fn run_uploaded(&mut self, n: usize, out: &mut Prediction) {
-        let k = self.network.num_classes();
-        self.network.infer_uploaded(&mut self.ws, n);
+    fn run_uploaded(&mut self, network: &Network, n: usize, out: &mut Prediction) {
+        let k = network.num_classes();
+        network.infer_uploaded(&mut self.ws, n);
         self.ws.probs.read_host_into(&mut self.host_probs[..n * k]);
         self.ws.classes.read_host_into(&mut self.host_classes[..n]);
-        out.classes.extend(self.host_classes[..n].iter().map(|&c| c as i64));
-        out.probabilities.extend_from_slice(&self.host_probs[..n * k]);
+        out.classes
+            .extend(self.host_classes[..n].iter().map(|&c| c as i64));
+        out.probabilities
+            .extend_from_slice(&self.host_probs[..n * k]);
     }
 
     /// Accuracy, mean cross-entropy and confusion matrix over `data`, calling `progress(done)`.
-    pub fn evaluate(&mut self, data: &Dataset, mut progress: impl FnMut(usize)) -> Evaluation {
-        let k = self.network.num_classes();
+    pub fn evaluate(
+        &mut self,
+        network: &Network,
+        data: &Dataset,
+        mut progress: impl FnMut(usize),
+    ) -> Evaluation {
+        let k = network.num_classes();
         let len = data.image_len();
         let mut confusion = ConfusionMatrix::new(k);
         let mut loss = 0.0f64;
         let batch = self.ws.capacity();
         for start in (0..data.len()).step_by(batch) {
             let end = (start + batch).min(data.len());
-            let p = self.predict_u8(&data.images[start * len..end * len]);
+            let p = self.predict_u8(network, &data.images[start * len..end * len]);
             for (i, &label) in data.labels[start..end].iter().enumerate() {
                 confusion.add(label as usize, p.classes[i] as usize);
                 loss -= (p.probabilities[i * k + label as usize].max(1e-30) as f64).ln();
             }
             progress(end);
         }
-        Evaluation { accuracy: confusion.accuracy(), loss: loss / data.len().max(1) as f64, confusion }
+        Evaluation {
+            accuracy: confusion.accuracy(),
+            loss: loss / data.len().max(1) as f64,
+            confusion,
+        }
+    }
+}
+
+/// A network that owns its inference buffers.
+pub struct Predictor {
+    network: Network,
+    inference: Inference,
+}
+
+impl Predictor {
+    pub fn new(network: Network, max_batch: usize) -> Self {
+        let inference = Inference::new(&network, max_batch);
+        Self { network, inference }
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    pub fn predict(&mut self, images: &[f32]) -> Result<Prediction> {
+        self.inference.predict(&self.network, images)
+    }
+
+    pub fn predict_u8(&mut self, pixels: &[u8]) -> Prediction {
+        self.inference.predict_u8(&self.network, pixels)
+    }
+
+    pub fn evaluate(&mut self, data: &Dataset, progress: impl FnMut(usize)) -> Evaluation {
+        self.inference.evaluate(&self.network, data, progress)
     }
 }

@@ -5,6 +5,19 @@
 //! count and sum the partial results in chunk order: the same seed and thread count give
 //! bitwise-identical results.
 
+/// Compiles a function for AVX-512 and AVX2+FMA as well as baseline x86-64 and picks the best
+/// at run time, so the shipped binary runs on any x86-64 CPU yet vectorises where it can.
+macro_rules! vectorized {
+    ($item:item) => {
+        #[multiversion::multiversion(targets(
+            "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+            "x86_64+avx2+fma"
+        ))]
+        $item
+    };
+}
+pub(crate) use vectorized;
+
 pub mod conv2d;
 pub mod dense;
 pub mod elementwise;

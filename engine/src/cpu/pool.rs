@@ -3,15 +3,21 @@
 
 use rayon::prelude::*;
 
+use super::vectorized;
 use crate::backend::PoolGeometry;
 
 pub fn max_forward(g: &PoolGeometry, n: usize, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    let (in_len, out_len, c) = (g.in_len(), g.out_len(), g.channels);
+    let (in_len, out_len) = (g.in_len(), g.out_len());
     y[..n * out_len]
         .par_chunks_mut(out_len)
         .zip(argmax[..n * out_len].par_chunks_mut(out_len))
         .zip(x[..n * in_len].par_chunks(in_len))
-        .for_each(|((yi, ai), xi)| {
+        .for_each(|((yi, ai), xi)| max_forward_image(g, xi, yi, ai));
+}
+
+vectorized! {
+    fn max_forward_image(g: &PoolGeometry, xi: &[f32], yi: &mut [f32], ai: &mut [u32]) {
+        let c = g.channels;
             for oy in 0..g.out_h {
                 for ox in 0..g.out_w {
                     let o = (oy * g.out_w + ox) * c;
@@ -24,18 +30,17 @@ pub fn max_forward(g: &PoolGeometry, n: usize, x: &[f32], y: &mut [f32], argmax:
                     for ky in 0..g.size_h {
                         for kx in 0..g.size_w {
                             let base = ((oy * g.stride_h + ky) * g.in_w + ox * g.stride_w + kx) * c;
-                            for ch in 0..c {
-                                let v = xi[base + ch];
-                                if v > best[ch] {
-                                    best[ch] = v;
-                                    arg[ch] = (base + ch) as u32;
-                                }
+                            let window = &xi[base..base + c];
+                            for (ch, ((b, a), &v)) in best.iter_mut().zip(arg.iter_mut()).zip(window).enumerate() {
+                                let better = v > *b;
+                                *b = if better { v } else { *b };
+                                *a = if better { (base + ch) as u32 } else { *a };
                             }
                         }
                     }
                 }
             }
-        });
+    }
 }
 
 pub fn max_backward(g: &PoolGeometry, n: usize, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {

@@ -1,0 +1,150 @@
+//! Times each op of the reference CNN's training step at batch 100 (mean of 20 runs).
+//! `cargo run --release -p engine --example op_profile`
+
+use std::time::Instant;
+
+use engine::backend::{Conv2dGeometry, PoolGeometry};
+use engine::model::Config;
+use engine::{Device, Tensor};
+
+fn time(name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let runs = 20;
+    let start = Instant::now();
+    for _ in 0..runs {
+        f();
+    }
+    let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    if flops > 0.0 {
+        println!("{name:32} {ms:8.3} ms  {:7.1} GFLOP/s", flops / ms / 1e6);
+    } else {
+        println!("{name:32} {ms:8.3} ms");
+    }
+    ms
+}
+
+fn main() {
+    let n = 100;
+    let d = Device::cpu();
+    let config = Config::load(std::path::Path::new("trainer/HyperParams.config"))
+        .expect("run from the repository root");
+    let spec = config.model_spec().unwrap();
+    let shapes = spec.shapes().unwrap();
+    let mut total = 0.0;
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let input = shapes[i];
+        if let Ok(g) = layer.conv_geometry(input) {
+            total += conv(&d, &g, n, &layer.name);
+        }
+        if let Ok(g) = layer.pool_geometry(input) {
+            total += pool(&d, &g, n, &layer.name);
+        }
+        if let engine::model::LayerKind::Dense { units } = layer.kind {
+            total += dense(&d, n, input.len(), units, &layer.name);
+        }
+    }
+    println!(
+        "{:32} {total:8.3} ms  => {:.0} images/s (kernels above only)",
+        "sum",
+        n as f64 / total * 1e3
+    );
+    full_step(&config);
+}
+
+fn conv(d: &Device, g: &Conv2dGeometry, n: usize, name: &str) -> f64 {
+    let x = Tensor::zeros(d, &[n * g.in_len()]);
+    let w = Tensor::from_host(d, "w", &[g.weight_len()], &vec![0.01; g.weight_len()]).unwrap();
+    let b = Tensor::zeros(d, &[g.out_c]);
+    let mut y = Tensor::zeros(d, &[n * g.out_len()]);
+    let mut dx = Tensor::zeros(d, &[n * g.in_len()]);
+    let (mut dw, mut db) = (
+        Tensor::zeros(d, &[g.weight_len()]),
+        Tensor::zeros(d, &[g.out_c]),
+    );
+    let flops = 2.0 * (n * g.positions() * g.patch_len() * g.out_c) as f64;
+    let mut t = time(&format!("{name} forward"), flops, || {
+        d.conv2d_forward(g, n, &x, &w, &b, &mut y)
+    });
+    if g.in_c > 1 {
+        t += time(&format!("{name} backward_input"), flops, || {
+            d.conv2d_backward_input(g, n, &y, &w, &mut dx)
+        });
+    }
+    t + time(&format!("{name} backward_weight"), flops, || {
+        d.conv2d_backward_weight(g, n, &x, &y, &mut dw, &mut db)
+    })
+}
+
+fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
+    let x = Tensor::zeros(d, &[n * g.in_len()]);
+    let mut y = Tensor::zeros(d, &[n * g.out_len()]);
+    let mut a = Tensor::<u32>::zeros(d, &[n * g.out_len()]);
+    let mut dx = Tensor::zeros(d, &[n * g.in_len()]);
+    let relu_len = n * g.in_len();
+    let mut r = Tensor::zeros(d, &[relu_len]);
+    time(&format!("{name} relu fwd+bwd (input)"), 0.0, || {
+        d.relu_forward(relu_len, &mut r);
+        d.relu_backward(relu_len, &x, &mut r)
+    }) + time(&format!("{name} forward"), 0.0, || {
+        d.max_pool_forward(g, n, &x, &mut y, &mut a)
+    }) + time(&format!("{name} backward"), 0.0, || {
+        d.max_pool_backward(g, n, &y, &a, &mut dx)
+    })
+}
+
+fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64 {
+    let x = Tensor::zeros(d, &[n * inputs]);
+    let w = Tensor::zeros(d, &[inputs * outputs]);
+    let b = Tensor::zeros(d, &[outputs]);
+    let mut y = Tensor::zeros(d, &[n * outputs]);
+    let mut dx = Tensor::zeros(d, &[n * inputs]);
+    let (mut dw, mut db) = (
+        Tensor::zeros(d, &[inputs * outputs]),
+        Tensor::zeros(d, &[outputs]),
+    );
+    let flops = 2.0 * (n * inputs * outputs) as f64;
+    let mut state = [
+        Tensor::zeros(d, &[inputs * outputs]),
+        Tensor::zeros(d, &[inputs * outputs]),
+    ];
+    let mut p = Tensor::zeros(d, &[inputs * outputs]);
+    let step = engine::cpu::optim::AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        bias1: 0.1,
+        bias2: 0.001,
+    };
+    time(&format!("{name} forward"), flops, || {
+        d.dense_forward(n, inputs, outputs, &x, &w, &b, &mut y)
+    }) + time(&format!("{name} backward_input"), flops, || {
+        d.dense_backward_input(n, inputs, outputs, &y, &w, &mut dx)
+    }) + time(&format!("{name} backward_weight"), flops, || {
+        d.dense_backward_weight(n, inputs, outputs, &x, &y, &mut dw, &mut db)
+    }) + time(&format!("{name} adam (weight)"), 0.0, || {
+        d.optimizer_update(
+            engine::backend::UpdateRule::Adam(step),
+            &mut p,
+            &dw,
+            &mut state,
+        )
+    })
+}
+
+/// Whole training steps of the reference CNN at batch 100 on synthetic data.
+pub fn full_step(config: &Config) {
+    let spec = config.model_spec().unwrap();
+    let mut net = engine::model::Network::new(spec, Device::cpu(), 1).unwrap();
+    let mut opt = engine::optim::Optimizer::new(&net, &config.train.optimizer, 0.0);
+    let mut ws = net.workspace(100, true);
+    let pixels: Vec<u8> = (0..100 * 784).map(|i| (i * 7 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..100).map(|i| (i % 10) as u8).collect();
+    let mut step = 0;
+    time("train_step (batch 100)", 0.0, || {
+        net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step);
+        step += 1;
+    });
+}

@@ -1,0 +1,142 @@
+//! Command line. Flag names follow the TensorFlow trainer (`--config_file`, `--model_dir`,
+//! `--result_dir`); the dashed spellings work too.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use engine::DeviceKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train the configurable MNIST CNN and export a servable model",
+    long_about = "Train the CNN described by a hyperparameter config on MNIST, evaluate it on the 10,000 test images \
+                  after every epoch, export it to <model_dir>/output/<unix-seconds>/ (model.json + weights.safetensors) \
+                  and write results to <result_dir>/<unix-seconds>.json and .png.\n\n\
+                  Without a subcommand, `trainer` trains.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model (the default).
+    Train(TrainArgs),
+    /// Evaluate an exported model on the MNIST test set.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Hyperparameter config (TOML): architecture and training settings.
+    #[arg(
+        long = "config_file",
+        visible_alias = "config-file",
+        value_name = "FILE",
+        default_value = "trainer/HyperParams.config"
+    )]
+    pub config_file: PathBuf,
+    /// The export goes to <model_dir>/output/<unix-seconds>/.
+    #[arg(
+        long = "model_dir",
+        visible_alias = "model-dir",
+        value_name = "DIR",
+        default_value = "trainer/models"
+    )]
+    pub model_dir: PathBuf,
+    /// Results go to <result_dir>/<unix-seconds>.json and .png.
+    #[arg(
+        long = "result_dir",
+        visible_alias = "result-dir",
+        value_name = "DIR",
+        default_value = "trainer/results"
+    )]
+    pub result_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Override train.epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override train.batch_size.
+    #[arg(long = "batch_size", visible_alias = "batch-size")]
+    pub batch_size: Option<usize>,
+    /// Override train.learning_rate.
+    #[arg(long = "learning_rate", visible_alias = "learning-rate")]
+    pub learning_rate: Option<f32>,
+    /// Override train.seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long = "train_limit", visible_alias = "train-limit", value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Evaluate on the first N test images only (quick runs).
+    #[arg(long = "test_limit", visible_alias = "test-limit", value_name = "N")]
+    pub test_limit: Option<usize>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Directory with the four MNIST IDX files (fetch them with scripts/fetch-mnist).
+    #[arg(
+        long = "data_dir",
+        visible_alias = "data-dir",
+        value_name = "DIR",
+        default_value = "data/mnist"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ComputeArgs {
+    /// cpu, gpu, or auto (a hardware GPU when one is usable, else the CPU).
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceKind,
+    /// CPU threads (default: one per core). The same seed and thread count give identical weights.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvaluateArgs {
+    /// Export directory (holding model.json and weights.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Images per inference batch.
+    #[arg(
+        long = "batch_size",
+        visible_alias = "batch-size",
+        default_value_t = 1000
+    )]
+    pub batch_size: usize,
+    /// Also time inference: median latency at batch 1 and images/s at batch 256.
+    #[arg(long)]
+    pub timing: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+impl ComputeArgs {
+    /// Sizes rayon's pool and opens the device.
+    pub fn open_device(&self) -> anyhow::Result<engine::Device> {
+        if let Some(t) = self.threads {
+            anyhow::ensure!(t >= 1, "--threads must be at least 1");
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build_global()?;
+        }
+        Ok(engine::Device::open(self.device)?)
+    }
+}

@@ -1,0 +1,35 @@
+//! `trainer`: trains the configurable MNIST CNN from a hyperparameter config, evaluates it on the
+//! test set after every epoch, and exports a servable model.
+
+mod cli;
+mod evaluate;
+mod plot;
+mod report;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        Some(cli::Command::Evaluate(args)) => evaluate::run(&args),
+        Some(cli::Command::Train(args)) => train::run(&args),
+        None => train::run(&cli.train),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trainer: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

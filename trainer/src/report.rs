@@ -1,0 +1,69 @@
+//! The results file: a JSON document a script can read.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use engine::metrics::ClassMetrics;
+use engine::model::Config;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// Training time of the epoch (evaluation excluded).
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub eval_seconds: f64,
+    pub learning_rate: f64,
+}
+
+/// Training loss / accuracy averaged over a window of steps, for the plot.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurvePoint {
+    pub epoch: f64,
+    pub step: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Results {
+    pub timestamp: u64,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub epochs: Vec<EpochRecord>,
+    /// `confusion_matrix[true][predicted]`.
+    pub confusion_matrix: Vec<Vec<u64>>,
+    pub per_class: Vec<ClassMetrics>,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub parameters: usize,
+    pub total_seconds: f64,
+    pub device: String,
+    pub threads: usize,
+    pub config_file: PathBuf,
+    pub config: Config,
+    pub export_path: PathBuf,
+    pub peak_rss_bytes: Option<u64>,
+    pub loss_curve: Vec<CurvePoint>,
+}
+
+/// Writes JSON next to its final name, then renames it into place.
+pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.partial");
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The process's peak resident set size (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

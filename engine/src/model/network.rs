@@ -269,7 +269,7 @@ impl Network {
         }
     }
 
-    fn logits_slot(&self) -> usize {
+    pub(crate) fn logits_slot(&self) -> usize {
         self.stages.last().map(|s| s.output).unwrap_or(0)
     }
 
@@ -496,6 +496,91 @@ impl Shape {
         match *self {
             Shape::Image { h, w, c } => vec![h, w, c],
             Shape::Flat(n) => vec![n],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Config;
+
+    const SMALL: &str = r#"
+        [model]
+        input_shape = [8, 7, 2]
+        num_classes = 10
+        [[model.layers]]
+        type = "conv2d"
+        filters = 3
+        kernel_size = 3
+        padding = "same"
+        activation = "relu"
+        [[model.layers]]
+        type = "maxpool"
+        pool_size = 2
+        [[model.layers]]
+        type = "conv2d"
+        filters = 4
+        kernel_size = 2
+        activation = "relu"
+        [[model.layers]]
+        type = "flatten"
+        [[model.layers]]
+        type = "dense"
+        units = 6
+        activation = "relu"
+        [[model.layers]]
+        type = "dropout"
+        rate = 0.3
+        [[model.layers]]
+        type = "dense"
+        units = 10
+    "#;
+
+    fn loss(net: &Network, ws: &mut Workspace, x: &[f32], n: usize, step: u32) -> f32 {
+        net.upload_f32(ws, x).unwrap();
+        net.forward(ws, n, Some(step));
+        let logits = net.logits_slot();
+        let mut dz = Tensor::zeros(&net.device, &[n * 10]);
+        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats);
+        ws.stats.to_host()[0] / n as f32
+    }
+
+    /// Whole-network finite-difference check: every parameter's gradient through all layers.
+    #[test]
+    fn network_gradients_match_finite_differences() {
+        let spec = Config::parse(SMALL).unwrap().model_spec().unwrap();
+        let mut net = Network::new(spec, Device::cpu(), 5).unwrap();
+        let n = 3;
+        let mut rng = SplitMix64::new(9);
+        let x: Vec<f32> = (0..n * net.input_len()).map(|_| rng.next_f32()).collect();
+        let mut ws = net.workspace(n, true);
+        ws.labels.write_host("labels", &[3, 7, 0]).unwrap();
+        let step = 11;
+        let base = loss(&net, &mut ws, &x, n, step);
+        let logits = net.logits_slot();
+        let dlogits = ws.act_grads[logits].as_mut().unwrap();
+        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats);
+        let mut grads: Vec<Tensor> = net.params.iter().map(|p| Tensor::zeros(&net.device, p.value.shape())).collect();
+        net.backward(&mut ws, &mut grads, n, step);
+        assert!(base.is_finite());
+        for pi in 0..net.params.len() {
+            let analytic = grads[pi].to_host();
+            let values = net.params[pi].value.to_host();
+            for i in (0..values.len()).step_by((values.len() / 12).max(1)) {
+                let eps = 1e-2;
+                let mut probe = values.clone();
+                probe[i] = values[i] + eps;
+                net.params[pi].value = Tensor::from_host(&net.device, "p", &[values.len()], &probe).unwrap();
+                let up = loss(&net, &mut ws, &x, n, step);
+                probe[i] = values[i] - eps;
+                net.params[pi].value = Tensor::from_host(&net.device, "p", &[values.len()], &probe).unwrap();
+                let down = loss(&net, &mut ws, &x, n, step);
+                net.params[pi].value = Tensor::from_host(&net.device, "p", net.params[pi].value.shape(), &values).unwrap();
+                let numeric = (up - down) / (2.0 * eps);
+                let name = &net.params[pi].name;
+                assert!((numeric - analytic[i]).abs() <= 2e-3 + 5e-2 * numeric.abs(), "{name}[{i}]: numeric {numeric} vs analytic {}", analytic[i]);
+            }
         }
     }
 }

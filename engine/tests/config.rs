@@ -1,0 +1,115 @@
+//! Config parsing and validation: every kind of error names its key or layer.
+
+use engine::EngineError;
+use engine::model::Config;
+
+const REFERENCE: &str = include_str!("../../trainer/HyperParams.config");
+
+fn err(text: &str) -> String {
+    Config::parse(text).expect_err("config should be rejected").to_string()
+}
+
+fn with_layers(layers: &str) -> String {
+    format!("[model]\n{layers}\n")
+}
+
+#[test]
+fn reference_config_is_the_tutorial_cnn() {
+    let config = Config::parse(REFERENCE).unwrap();
+    let spec = config.model_spec().unwrap();
+    let kinds: Vec<&str> = spec.layers.iter().map(|l| l.kind.type_name()).collect();
+    assert_eq!(kinds, ["conv2d", "relu", "maxpool", "conv2d", "relu", "maxpool", "flatten", "dense", "relu", "dropout", "dense"]);
+    let params: usize = spec.parameters().unwrap().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert_eq!(params, 3_274_634);
+    assert_eq!((config.train.epochs, config.train.batch_size, config.train.learning_rate), (3, 100, 1e-3));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err(&format!("{REFERENCE}\n[extra]\nx = 1\n"));
+    assert!(e.contains("extra"), "{e}");
+    let e = err(&REFERENCE.replace("epochs = 3", "epochs = 3\nepoch = 4"));
+    assert!(e.contains("`epoch`"), "{e}");
+    let e = err(&with_layers("[[model.layers]]\ntype = \"conv2d\"\nfilter = 32\nkernel_size = 5"));
+    assert!(e.contains("filter"), "{e}");
+    assert!(e.contains("line"), "parse errors give a location: {e}");
+}
+
+#[test]
+fn unknown_layer_type_is_named() {
+    let e = err(&with_layers("[[model.layers]]\ntype = \"conv3d\"\nfilters = 2"));
+    assert!(e.contains("conv3d"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    for (from, to, key) in [
+        ("batch_size = 100", "batch_size = 0", "train.batch_size"),
+        ("epochs = 3", "epochs = 0", "train.epochs"),
+        ("learning_rate = 0.001", "learning_rate = -1.0", "train.learning_rate"),
+        ("weight_decay = 0.0", "weight_decay = -0.5", "train.weight_decay"),
+        ("beta1 = 0.9", "beta1 = 1.5", "train.optimizer.beta1"),
+        ("epsilon = 1e-8", "epsilon = 0.0", "train.optimizer.epsilon"),
+        ("rate = 0.4", "rate = 1.0", "model.layers[6].rate"),
+        ("units = 1024", "units = 0", "model.layers[5].units"),
+        ("filters = 64", "filters = 0", "model.layers[2].filters"),
+        ("type = \"constant\"", "type = \"step\"\ndecay_rate = 2.0", "train.schedule.decay_rate"),
+    ] {
+        assert!(REFERENCE.contains(from), "{from}");
+        let e = err(&REFERENCE.replacen(from, to, 1));
+        assert!(e.contains(key), "{to}: {e}");
+    }
+    let e = err(&REFERENCE.replace("padding = \"same\"", "padding = \"full\""));
+    assert!(e.contains("padding") && e.contains("full"), "{e}");
+    let e = err(&REFERENCE.replace("type = \"adam\"", "type = \"adagrad\""));
+    assert!(e.contains("adagrad"), "{e}");
+    let e = err(&REFERENCE.replace("epochs = 3", "epochs = \"three\""));
+    assert!(e.contains("line"), "{e}");
+}
+
+#[test]
+fn shape_errors_name_the_layer_and_the_shapes() {
+    let dense_on_image = with_layers("[[model.layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel_size = 3\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
+    let e = Config::parse(&dense_on_image).unwrap_err();
+    assert!(matches!(e, EngineError::Shape { index: 1, .. }), "{e:?}");
+    let e = e.to_string();
+    assert!(e.contains("layer 1 (dense") && e.contains("26x26x4") && e.contains("flatten"), "{e}");
+
+    let big_kernel = with_layers("[[model.layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel_size = 30\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
+    let e = err(&big_kernel);
+    assert!(e.contains("layer 0 (conv2d 'conv1')") && e.contains("30x30") && e.contains("28x28x1"), "{e}");
+
+    let wrong_classes = with_layers("[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 7");
+    let e = err(&wrong_classes);
+    assert!(e.contains("layer 1 (dense 'dense1')") && e.contains("10 class logits") && e.contains("7"), "{e}");
+
+    let pool_too_big = with_layers("[[model.layers]]\ntype = \"maxpool\"\npool_size = 29\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
+    let e = err(&pool_too_big);
+    assert!(e.contains("layer 0 (maxpool") && e.contains("29x29"), "{e}");
+
+    let conv_on_flat = with_layers("[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 1");
+    let e = err(&conv_on_flat);
+    assert!(e.contains("layer 1 (conv2d") && e.contains("flat vector of 784"), "{e}");
+}
+
+#[test]
+fn duplicate_names_and_empty_models_are_rejected() {
+    let dup = with_layers("[[model.layers]]\ntype = \"flatten\"\nname = \"a\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\nname = \"a\"");
+    assert!(err(&dup).contains("'a'"));
+    assert!(err("[model]\nlayers = []\n").contains("model.layers"));
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let e = Config::load(std::path::Path::new("/nonexistent/HyperParams.config")).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/HyperParams.config"), "{e}");
+}
+
+#[test]
+fn load_prefixes_the_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.config");
+    std::fs::write(&path, REFERENCE.replace("batch_size = 100", "batch_size = 0")).unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(e.contains("bad.config") && e.contains("train.batch_size"), "{e}");
+}

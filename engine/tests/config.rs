@@ -109,7 +109,7 @@ fn missing_file_names_the_path() {
 fn load_prefixes_the_file_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.config");
-    std::fs::write(&path, REFERENCE.replace("batch_size = 100", "batch_size = 0")).unwrap();
+    std::fs::write(&path, REFERENCE.replacen("batch_size = 100", "batch_size = 0", 1)).unwrap();
     let e = Config::load(&path).unwrap_err().to_string();
     assert!(e.contains("bad.config") && e.contains("train.batch_size"), "{e}");
 }

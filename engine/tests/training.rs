@@ -1,0 +1,132 @@
+//! Training: optimizers decrease the loss, runs are reproducible, and a short run on real MNIST
+//! learns (needs `scripts/fetch-mnist` to have run; a missing data set fails the test).
+
+mod common;
+
+use std::path::PathBuf;
+
+use engine::Device;
+use engine::data::{Dataset, Split};
+use engine::model::{Config, Network, OptimizerConfig};
+use engine::optim::Optimizer;
+use engine::predictor::Inference;
+
+const TINY: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+strides = 2
+activation = "relu"
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 32
+activation = "relu"
+[[model.layers]]
+type = "dropout"
+rate = 0.2
+[[model.layers]]
+type = "dense"
+units = 10
+"#;
+
+/// Synthetic separable data: class k lights up a band of rows.
+fn synthetic(n: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = engine::rng::SplitMix64::new(17);
+    let mut pixels = vec![0u8; n * 784];
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    for (i, &l) in labels.iter().enumerate() {
+        for r in 0..28 {
+            for c in 0..28 {
+                let on = r / 3 == l as usize || rng.below(20) == 0;
+                pixels[i * 784 + r * 28 + c] = if on { 200 } else { 0 };
+            }
+        }
+    }
+    (pixels, labels)
+}
+
+fn train_steps(optimizer: OptimizerConfig, lr: f32, steps: u32, seed: u64) -> (Network, Vec<f32>) {
+    let spec = Config::parse(TINY).unwrap().model_spec().unwrap();
+    let mut net = Network::new(spec, Device::cpu(), seed).unwrap();
+    let mut opt = Optimizer::new(&net, &optimizer, 1e-4);
+    let mut ws = net.workspace(20, true);
+    let (pixels, labels) = synthetic(20);
+    let losses = (0..steps).map(|s| net.train_step(&mut ws, &mut opt, &pixels, &labels, lr, s).loss_sum / 20.0).collect();
+    (net, losses)
+}
+
+#[test]
+fn every_optimizer_decreases_the_loss() {
+    for (opt, lr) in [
+        (OptimizerConfig::Sgd, 0.1),
+        (OptimizerConfig::Momentum { momentum: 0.9, nesterov: false }, 0.02),
+        (OptimizerConfig::Momentum { momentum: 0.9, nesterov: true }, 0.02),
+        (OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, 1e-2),
+        (OptimizerConfig::Adamw { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, 1e-2),
+    ] {
+        let (_, losses) = train_steps(opt.clone(), lr, 30, 1);
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(last < 0.5 * first, "{opt:?}: loss {first} -> {last}");
+    }
+}
+
+#[test]
+fn same_seed_and_threads_give_identical_weights() {
+    let adam = OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    let (a, la) = train_steps(adam.clone(), 1e-3, 8, 42);
+    let (b, lb) = train_steps(adam.clone(), 1e-3, 8, 42);
+    let (c, _) = train_steps(adam, 1e-3, 8, 43);
+    assert_eq!(la, lb);
+    assert_eq!(a.export_params(), b.export_params(), "bitwise-identical weights");
+    assert_ne!(a.export_params(), c.export_params(), "another seed gives other weights");
+}
+
+#[test]
+fn adam_first_step_moves_each_weight_by_the_learning_rate() {
+    // With bias correction, Adam's first update is lr * g / (|g| + eps): about lr for every
+    // parameter with a non-zero gradient.
+    let spec = Config::parse(TINY).unwrap().model_spec().unwrap();
+    let mut net = Network::new(spec, Device::cpu(), 3).unwrap();
+    let before = net.export_params();
+    let mut opt = Optimizer::new(&net, &OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, 0.0);
+    let mut ws = net.workspace(20, true);
+    let (pixels, labels) = synthetic(20);
+    net.train_step(&mut ws, &mut opt, &pixels, &labels, 0.01, 0);
+    let grads: Vec<Vec<f32>> = opt.grads().iter().map(|g| g.to_host()).collect();
+    for ((_, _, b), ((_, _, a), g)) in before.iter().zip(net.export_params().iter().zip(&grads)) {
+        for ((b, a), g) in b.iter().zip(a).zip(g) {
+            if g.abs() > 1e-4 {
+                assert!(((b - a) - 0.01 * g.signum()).abs() < 1e-4, "moved {} for gradient {g}", b - a);
+            }
+        }
+    }
+}
+
+fn mnist_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
+}
+
+/// The reference CNN on the first 6,000 real training images, one epoch: > 90% on the 10k test set.
+#[test]
+fn short_real_mnist_run_beats_90_percent() {
+    let dir = mnist_dir();
+    let train = Dataset::load(&dir, Split::Train, 10).expect("MNIST missing: run scripts/fetch-mnist").truncate(6000);
+    let test = Dataset::load(&dir, Split::Test, 10).expect("MNIST missing: run scripts/fetch-mnist");
+    let config = Config::parse(include_str!("../../trainer/HyperParams.config")).unwrap();
+    let mut net = Network::new(config.model_spec().unwrap(), Device::cpu(), 1234).unwrap();
+    let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
+    let mut ws = net.workspace(100, true);
+    for (step, start) in (0..train.len()).step_by(100).enumerate() {
+        let s = net.train_step(&mut ws, &mut opt, &train.images[start * 784..(start + 100) * 784], &train.labels[start..start + 100], 1e-3, step as u32);
+        assert!(s.loss_sum.is_finite());
+    }
+    let eval = Inference::new(&net, 1000).evaluate(&net, &test, |_| {});
+    assert!(eval.accuracy > 0.90, "test accuracy {} after 6,000 images", eval.accuracy);
+    assert_eq!(eval.confusion.total(), 10_000);
+}

@@ -26,8 +26,7 @@ fn time(name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
 fn main() {
     let n = 100;
     let d = Device::cpu();
-    let config = Config::load(std::path::Path::new("trainer/HyperParams.config"))
-        .expect("run from the repository root");
+    let config = Config::load(std::path::Path::new("trainer/HyperParams.config")).expect("run from the repository root");
     let spec = config.model_spec().unwrap();
     let shapes = spec.shapes().unwrap();
     let mut total = 0.0;
@@ -43,11 +42,7 @@ fn main() {
             total += dense(&d, n, input.len(), units, &layer.name);
         }
     }
-    println!(
-        "{:32} {total:8.3} ms  => {:.0} images/s (kernels above only)",
-        "sum",
-        n as f64 / total * 1e3
-    );
+    println!("{:32} {total:8.3} ms  => {:.0} images/s (kernels above only)", "sum", n as f64 / total * 1e3);
     full_step(&config);
 }
 
@@ -57,22 +52,13 @@ fn conv(d: &Device, g: &Conv2dGeometry, n: usize, name: &str) -> f64 {
     let b = Tensor::zeros(d, &[g.out_c]);
     let mut y = Tensor::zeros(d, &[n * g.out_len()]);
     let mut dx = Tensor::zeros(d, &[n * g.in_len()]);
-    let (mut dw, mut db) = (
-        Tensor::zeros(d, &[g.weight_len()]),
-        Tensor::zeros(d, &[g.out_c]),
-    );
+    let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
     let flops = 2.0 * (n * g.positions() * g.patch_len() * g.out_c) as f64;
-    let mut t = time(&format!("{name} forward"), flops, || {
-        d.conv2d_forward(g, n, &x, &w, &b, &mut y)
-    });
+    let mut t = time(&format!("{name} forward"), flops, || d.conv2d_forward(g, n, &x, &w, &b, &mut y));
     if g.in_c > 1 {
-        t += time(&format!("{name} backward_input"), flops, || {
-            d.conv2d_backward_input(g, n, &y, &w, &mut dx)
-        });
+        t += time(&format!("{name} backward_input"), flops, || d.conv2d_backward_input(g, n, &y, &w, &mut dx));
     }
-    t + time(&format!("{name} backward_weight"), flops, || {
-        d.conv2d_backward_weight(g, n, &x, &y, &mut dw, &mut db)
-    })
+    t + time(&format!("{name} backward_weight"), flops, || d.conv2d_backward_weight(g, n, &x, &y, &mut dw, &mut db))
 }
 
 fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
@@ -85,11 +71,8 @@ fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
     time(&format!("{name} relu fwd+bwd (input)"), 0.0, || {
         d.relu_forward(relu_len, &mut r);
         d.relu_backward(relu_len, &x, &mut r)
-    }) + time(&format!("{name} forward"), 0.0, || {
-        d.max_pool_forward(g, n, &x, &mut y, &mut a)
-    }) + time(&format!("{name} backward"), 0.0, || {
-        d.max_pool_backward(g, n, &y, &a, &mut dx)
-    })
+    }) + time(&format!("{name} forward"), 0.0, || d.max_pool_forward(g, n, &x, &mut y, &mut a))
+        + time(&format!("{name} backward"), 0.0, || d.max_pool_backward(g, n, &y, &a, &mut dx))
 }
 
 fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64 {
@@ -98,15 +81,9 @@ fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64
     let b = Tensor::zeros(d, &[outputs]);
     let mut y = Tensor::zeros(d, &[n * outputs]);
     let mut dx = Tensor::zeros(d, &[n * inputs]);
-    let (mut dw, mut db) = (
-        Tensor::zeros(d, &[inputs * outputs]),
-        Tensor::zeros(d, &[outputs]),
-    );
+    let (mut dw, mut db) = (Tensor::zeros(d, &[inputs * outputs]), Tensor::zeros(d, &[outputs]));
     let flops = 2.0 * (n * inputs * outputs) as f64;
-    let mut state = [
-        Tensor::zeros(d, &[inputs * outputs]),
-        Tensor::zeros(d, &[inputs * outputs]),
-    ];
+    let mut state = [Tensor::zeros(d, &[inputs * outputs]), Tensor::zeros(d, &[inputs * outputs])];
     let mut p = Tensor::zeros(d, &[inputs * outputs]);
     let step = engine::cpu::optim::AdamStep {
         lr: 1e-3,
@@ -118,20 +95,12 @@ fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64
         bias1: 0.1,
         bias2: 0.001,
     };
-    time(&format!("{name} forward"), flops, || {
-        d.dense_forward(n, inputs, outputs, &x, &w, &b, &mut y)
-    }) + time(&format!("{name} backward_input"), flops, || {
-        d.dense_backward_input(n, inputs, outputs, &y, &w, &mut dx)
-    }) + time(&format!("{name} backward_weight"), flops, || {
-        d.dense_backward_weight(n, inputs, outputs, &x, &y, &mut dw, &mut db)
-    }) + time(&format!("{name} adam (weight)"), 0.0, || {
-        d.optimizer_update(
-            engine::backend::UpdateRule::Adam(step),
-            &mut p,
-            &dw,
-            &mut state,
-        )
-    })
+    time(&format!("{name} forward"), flops, || d.dense_forward(n, inputs, outputs, &x, &w, &b, &mut y))
+        + time(&format!("{name} backward_input"), flops, || d.dense_backward_input(n, inputs, outputs, &y, &w, &mut dx))
+        + time(&format!("{name} backward_weight"), flops, || d.dense_backward_weight(n, inputs, outputs, &x, &y, &mut dw, &mut db))
+        + time(&format!("{name} adam (weight)"), 0.0, || {
+            d.optimizer_update(engine::backend::UpdateRule::Adam(step), &mut p, &dw, &mut state)
+        })
 }
 
 /// Whole training steps of the reference CNN at batch 100 on synthetic data.

@@ -42,12 +42,7 @@ impl Conv2dGeometry {
     }
     /// A 1x1, stride-1, unpadded convolution: the input already is its own im2col.
     pub fn is_pointwise(&self) -> bool {
-        self.kernel_h == 1
-            && self.kernel_w == 1
-            && self.stride_h == 1
-            && self.stride_w == 1
-            && self.pad_top == 0
-            && self.pad_left == 0
+        self.kernel_h == 1 && self.kernel_w == 1 && self.stride_h == 1 && self.stride_w == 1 && self.pad_top == 0 && self.pad_left == 0
     }
 }
 
@@ -77,119 +72,51 @@ impl PoolGeometry {
 /// One optimizer update's hyperparameters.
 #[derive(Clone, Copy, Debug)]
 pub enum UpdateRule {
-    Sgd {
-        lr: f32,
-        weight_decay: f32,
-    },
-    Momentum {
-        lr: f32,
-        momentum: f32,
-        nesterov: bool,
-        weight_decay: f32,
-    },
+    Sgd { lr: f32, weight_decay: f32 },
+    Momentum { lr: f32, momentum: f32, nesterov: bool, weight_decay: f32 },
     Adam(cpu::optim::AdamStep),
 }
 
 impl Device {
-    pub fn conv2d_forward(
-        &self,
-        g: &Conv2dGeometry,
-        n: usize,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        y: &mut Tensor,
-    ) {
+    pub fn conv2d_forward(&self, g: &Conv2dGeometry, n: usize, x: &Tensor, w: &Tensor, b: &Tensor, y: &mut Tensor) {
         match self {
             Device::Cpu(d) => cpu::conv2d::forward(d, g, n, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut()),
         }
     }
 
-    pub fn conv2d_backward_input(
-        &self,
-        g: &Conv2dGeometry,
-        n: usize,
-        dy: &Tensor,
-        w: &Tensor,
-        dx: &mut Tensor,
-    ) {
+    pub fn conv2d_backward_input(&self, g: &Conv2dGeometry, n: usize, dy: &Tensor, w: &Tensor, dx: &mut Tensor) {
         match self {
             Device::Cpu(d) => cpu::conv2d::backward_input(d, g, n, dy.cpu(), w.cpu(), dx.cpu_mut()),
         }
     }
 
-    pub fn conv2d_backward_weight(
-        &self,
-        g: &Conv2dGeometry,
-        n: usize,
-        x: &Tensor,
-        dy: &Tensor,
-        dw: &mut Tensor,
-        db: &mut Tensor,
-    ) {
+    pub fn conv2d_backward_weight(&self, g: &Conv2dGeometry, n: usize, x: &Tensor, dy: &Tensor, dw: &mut Tensor, db: &mut Tensor) {
         match self {
-            Device::Cpu(d) => {
-                cpu::conv2d::backward_weight(d, g, n, x.cpu(), dy.cpu(), dw.cpu_mut(), db.cpu_mut())
-            }
+            Device::Cpu(d) => cpu::conv2d::backward_weight(d, g, n, x.cpu(), dy.cpu(), dw.cpu_mut(), db.cpu_mut()),
         }
     }
 
-    pub fn max_pool_forward(
-        &self,
-        g: &PoolGeometry,
-        n: usize,
-        x: &Tensor,
-        y: &mut Tensor,
-        argmax: &mut Tensor<u32>,
-    ) {
+    pub fn max_pool_forward(&self, g: &PoolGeometry, n: usize, x: &Tensor, y: &mut Tensor, argmax: &mut Tensor<u32>) {
         match self {
             Device::Cpu(_) => cpu::pool::max_forward(g, n, x.cpu(), y.cpu_mut(), argmax.cpu_mut()),
         }
     }
 
-    pub fn max_pool_backward(
-        &self,
-        g: &PoolGeometry,
-        n: usize,
-        dy: &Tensor,
-        argmax: &Tensor<u32>,
-        dx: &mut Tensor,
-    ) {
+    pub fn max_pool_backward(&self, g: &PoolGeometry, n: usize, dy: &Tensor, argmax: &Tensor<u32>, dx: &mut Tensor) {
         match self {
             Device::Cpu(_) => cpu::pool::max_backward(g, n, dy.cpu(), argmax.cpu(), dx.cpu_mut()),
         }
     }
 
-    pub fn dense_forward(
-        &self,
-        n: usize,
-        inputs: usize,
-        outputs: usize,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        y: &mut Tensor,
-    ) {
+    pub fn dense_forward(&self, n: usize, inputs: usize, outputs: usize, x: &Tensor, w: &Tensor, b: &Tensor, y: &mut Tensor) {
         match self {
-            Device::Cpu(_) => {
-                cpu::dense::forward(n, inputs, outputs, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut())
-            }
+            Device::Cpu(_) => cpu::dense::forward(n, inputs, outputs, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut()),
         }
     }
 
-    pub fn dense_backward_input(
-        &self,
-        n: usize,
-        inputs: usize,
-        outputs: usize,
-        dy: &Tensor,
-        w: &Tensor,
-        dx: &mut Tensor,
-    ) {
+    pub fn dense_backward_input(&self, n: usize, inputs: usize, outputs: usize, dy: &Tensor, w: &Tensor, dx: &mut Tensor) {
         match self {
-            Device::Cpu(_) => {
-                cpu::dense::backward_input(n, inputs, outputs, dy.cpu(), w.cpu(), dx.cpu_mut())
-            }
+            Device::Cpu(d) => cpu::dense::backward_input(d, n, inputs, outputs, dy.cpu(), w.cpu(), dx.cpu_mut()),
         }
     }
 
@@ -205,15 +132,7 @@ impl Device {
         db: &mut Tensor,
     ) {
         match self {
-            Device::Cpu(_) => cpu::dense::backward_weight(
-                n,
-                inputs,
-                outputs,
-                x.cpu(),
-                dy.cpu(),
-                dw.cpu_mut(),
-                db.cpu_mut(),
-            ),
+            Device::Cpu(_) => cpu::dense::backward_weight(n, inputs, outputs, x.cpu(), dy.cpu(), dw.cpu_mut(), db.cpu_mut()),
         }
     }
 
@@ -227,18 +146,14 @@ impl Device {
     /// `dy *= (y > 0)` in place on the first `len` elements.
     pub fn relu_backward(&self, len: usize, y: &Tensor, dy: &mut Tensor) {
         match self {
-            Device::Cpu(_) => {
-                cpu::elementwise::relu_backward(&y.cpu()[..len], &mut dy.cpu_mut()[..len])
-            }
+            Device::Cpu(_) => cpu::elementwise::relu_backward(&y.cpu()[..len], &mut dy.cpu_mut()[..len]),
         }
     }
 
     /// Inverted dropout in place; the backward calls this on the gradient with the same key.
     pub fn dropout(&self, len: usize, key: DropoutKey, rate: f32, x: &mut Tensor) {
         match self {
-            Device::Cpu(_) => {
-                cpu::elementwise::dropout(&mut x.cpu_mut()[..len], key.mask(rate), rate)
-            }
+            Device::Cpu(_) => cpu::elementwise::dropout(&mut x.cpu_mut()[..len], key.mask(rate), rate),
         }
     }
 
@@ -250,24 +165,10 @@ impl Device {
     }
 
     /// Fused softmax + mean cross-entropy: writes `dlogits` and `stats = [loss sum, correct count]`.
-    pub fn softmax_xent(
-        &self,
-        n: usize,
-        classes: usize,
-        logits: &Tensor,
-        labels: &Tensor<u32>,
-        dlogits: &mut Tensor,
-        stats: &mut Tensor,
-    ) {
+    pub fn softmax_xent(&self, n: usize, classes: usize, logits: &Tensor, labels: &Tensor<u32>, dlogits: &mut Tensor, stats: &mut Tensor) {
         match self {
             Device::Cpu(_) => {
-                let (loss, correct) = cpu::softmax_xent::forward_backward(
-                    n,
-                    classes,
-                    logits.cpu(),
-                    labels.cpu(),
-                    dlogits.cpu_mut(),
-                );
+                let (loss, correct) = cpu::softmax_xent::forward_backward(n, classes, logits.cpu(), labels.cpu(), dlogits.cpu_mut());
                 stats.cpu_mut()[..2].copy_from_slice(&[loss, correct as f32]);
             }
         }
@@ -286,42 +187,15 @@ impl Device {
     }
 
     /// Applies one optimizer update to `param`; `state` holds 0 (SGD), 1 (momentum) or 2 (Adam) tensors.
-    pub fn optimizer_update(
-        &self,
-        rule: UpdateRule,
-        param: &mut Tensor,
-        grad: &Tensor,
-        state: &mut [Tensor],
-    ) {
+    pub fn optimizer_update(&self, rule: UpdateRule, param: &mut Tensor, grad: &Tensor, state: &mut [Tensor]) {
         match self {
             Device::Cpu(_) => match (rule, state) {
-                (UpdateRule::Sgd { lr, weight_decay }, []) => {
-                    cpu::optim::sgd(param.cpu_mut(), grad.cpu(), lr, weight_decay)
+                (UpdateRule::Sgd { lr, weight_decay }, []) => cpu::optim::sgd(param.cpu_mut(), grad.cpu(), lr, weight_decay),
+                (UpdateRule::Momentum { lr, momentum, nesterov, weight_decay }, [v]) => {
+                    cpu::optim::momentum(param.cpu_mut(), grad.cpu(), v.cpu_mut(), lr, momentum, nesterov, weight_decay)
                 }
-                (
-                    UpdateRule::Momentum {
-                        lr,
-                        momentum,
-                        nesterov,
-                        weight_decay,
-                    },
-                    [v],
-                ) => cpu::optim::momentum(
-                    param.cpu_mut(),
-                    grad.cpu(),
-                    v.cpu_mut(),
-                    lr,
-                    momentum,
-                    nesterov,
-                    weight_decay,
-                ),
-                (UpdateRule::Adam(step), [m, v]) => {
-                    cpu::optim::adam(param.cpu_mut(), grad.cpu(), m.cpu_mut(), v.cpu_mut(), step)
-                }
-                (rule, state) => panic!(
-                    "optimizer state of {} tensors does not fit {rule:?}",
-                    state.len()
-                ),
+                (UpdateRule::Adam(step), [m, v]) => cpu::optim::adam(param.cpu_mut(), grad.cpu(), m.cpu_mut(), v.cpu_mut(), step),
+                (rule, state) => panic!("optimizer state of {} tensors does not fit {rule:?}", state.len()),
             },
         }
     }

@@ -22,9 +22,7 @@ impl FromStr for DeviceKind {
             "cpu" => Ok(DeviceKind::Cpu),
             "gpu" => Ok(DeviceKind::Gpu),
             "auto" => Ok(DeviceKind::Auto),
-            other => Err(format!(
-                "unknown device '{other}': expected cpu, gpu or auto"
-            )),
+            other => Err(format!("unknown device '{other}': expected cpu, gpu or auto")),
         }
     }
 }
@@ -88,12 +86,7 @@ pub struct CpuDevice {
 
 impl CpuDevice {
     /// Runs `f` with `chunks` scratch buffers of at least `len` floats each.
-    pub(crate) fn with_scratch<R>(
-        &self,
-        chunks: usize,
-        len: usize,
-        f: impl FnOnce(&mut [Vec<f32>]) -> R,
-    ) -> R {
+    pub(crate) fn with_scratch<R>(&self, chunks: usize, len: usize, f: impl FnOnce(&mut [Vec<f32>]) -> R) -> R {
         let mut guard = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         if guard.len() < chunks {
             guard.resize_with(chunks, Vec::new);

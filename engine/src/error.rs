@@ -7,19 +7,12 @@ pub enum EngineError {
     Io { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Idx { path: PathBuf, message: String },
-    #[error(
-        "MNIST data not found: {path} is missing; fetch it with `scripts/fetch-mnist` (or pass --data_dir)"
-    )]
+    #[error("MNIST data not found: {path} is missing; fetch it with `scripts/fetch-mnist` (or pass --data_dir)")]
     MissingData { path: PathBuf },
     #[error("config {path}: {message}")]
     Config { path: String, message: String },
     #[error("layer {index} ({kind} '{name}'): {message}")]
-    Shape {
-        index: usize,
-        kind: String,
-        name: String,
-        message: String,
-    },
+    Shape { index: usize, kind: String, name: String, message: String },
     #[error("model {path}: {message}")]
     Model { path: PathBuf, message: String },
     #[error("tensor '{name}': {message}")]
@@ -32,9 +25,6 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
     pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
-        EngineError::Io {
-            path: path.into(),
-            message: err.to_string(),
-        }
+        EngineError::Io { path: path.into(), message: err.to_string() }
     }
 }

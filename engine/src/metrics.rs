@@ -19,9 +19,7 @@ pub struct ClassMetrics {
 
 impl ConfusionMatrix {
     pub fn new(classes: usize) -> Self {
-        Self {
-            counts: vec![vec![0; classes]; classes],
-        }
+        Self { counts: vec![vec![0; classes]; classes] }
     }
 
     pub fn add(&mut self, truth: usize, predicted: usize) {
@@ -47,28 +45,10 @@ impl ConfusionMatrix {
                 let tp = self.counts[c][c] as f64;
                 let predicted: u64 = (0..k).map(|t| self.counts[t][c]).sum();
                 let support: u64 = self.counts[c].iter().sum();
-                let precision = if predicted > 0 {
-                    tp / predicted as f64
-                } else {
-                    0.0
-                };
-                let recall = if support > 0 {
-                    tp / support as f64
-                } else {
-                    0.0
-                };
-                let f1 = if precision + recall > 0.0 {
-                    2.0 * precision * recall / (precision + recall)
-                } else {
-                    0.0
-                };
-                ClassMetrics {
-                    class: c,
-                    precision,
-                    recall,
-                    f1,
-                    support,
-                }
+                let precision = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
+                let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+                let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+                ClassMetrics { class: c, precision, recall, f1, support }
             })
             .collect()
     }

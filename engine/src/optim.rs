@@ -25,27 +25,9 @@ impl Optimizer {
             OptimizerConfig::Momentum { .. } => 1,
             OptimizerConfig::Adam { .. } | OptimizerConfig::Adamw { .. } => 2,
         };
-        let grads = network
-            .params()
-            .iter()
-            .map(|p| Tensor::zeros(d, p.value.shape()))
-            .collect();
-        let state = network
-            .params()
-            .iter()
-            .map(|p| {
-                (0..slots)
-                    .map(|_| Tensor::zeros(d, p.value.shape()))
-                    .collect()
-            })
-            .collect();
-        Self {
-            config: config.clone(),
-            weight_decay,
-            grads,
-            state,
-            steps: 0,
-        }
+        let grads = network.params().iter().map(|p| Tensor::zeros(d, p.value.shape())).collect();
+        let state = network.params().iter().map(|p| (0..slots).map(|_| Tensor::zeros(d, p.value.shape())).collect()).collect();
+        Self { config: config.clone(), weight_decay, grads, state, steps: 0 }
     }
 
     pub fn grads_mut(&mut self) -> &mut [Tensor] {
@@ -67,35 +49,20 @@ impl Optimizer {
         let wd = self.weight_decay;
         let t = self.steps as i32;
         let rule = match self.config {
-            OptimizerConfig::Sgd => UpdateRule::Sgd {
-                lr,
-                weight_decay: wd,
-            },
-            OptimizerConfig::Momentum { momentum, nesterov } => UpdateRule::Momentum {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay: wd,
-            },
-            OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                epsilon,
+            OptimizerConfig::Sgd => UpdateRule::Sgd { lr, weight_decay: wd },
+            OptimizerConfig::Momentum { momentum, nesterov } => UpdateRule::Momentum { lr, momentum, nesterov, weight_decay: wd },
+            OptimizerConfig::Adam { beta1, beta2, epsilon } | OptimizerConfig::Adamw { beta1, beta2, epsilon } => {
+                UpdateRule::Adam(AdamStep {
+                    lr,
+                    beta1,
+                    beta2,
+                    epsilon,
+                    weight_decay: wd,
+                    decoupled: matches!(self.config, OptimizerConfig::Adamw { .. }),
+                    bias1: 1.0 - beta1.powi(t),
+                    bias2: 1.0 - beta2.powi(t),
+                })
             }
-            | OptimizerConfig::Adamw {
-                beta1,
-                beta2,
-                epsilon,
-            } => UpdateRule::Adam(AdamStep {
-                lr,
-                beta1,
-                beta2,
-                epsilon,
-                weight_decay: wd,
-                decoupled: matches!(self.config, OptimizerConfig::Adamw { .. }),
-                bias1: 1.0 - beta1.powi(t),
-                bias2: 1.0 - beta2.powi(t),
-            }),
         };
         for ((p, g), s) in params.iter_mut().zip(&self.grads).zip(&mut self.state) {
             device.optimizer_update(rule, &mut p.value, g, s);
@@ -115,12 +82,7 @@ pub struct LrSchedule {
 impl LrSchedule {
     pub fn new(base: f32, config: &ScheduleConfig, steps_per_epoch: usize, epochs: usize) -> Self {
         let steps_per_epoch = steps_per_epoch.max(1);
-        Self {
-            base,
-            config: config.clone(),
-            steps_per_epoch,
-            total_steps: steps_per_epoch * epochs.max(1),
-        }
+        Self { base, config: config.clone(), steps_per_epoch, total_steps: steps_per_epoch * epochs.max(1) }
     }
 
     /// The rate for step `step` (from 0).
@@ -128,20 +90,13 @@ impl LrSchedule {
         let epoch_progress = step as f32 / self.steps_per_epoch as f32;
         match self.config {
             ScheduleConfig::Constant => self.base,
-            ScheduleConfig::Exponential {
-                decay_rate,
-                decay_epochs,
-            } => self.base * decay_rate.powf(epoch_progress / decay_epochs),
-            ScheduleConfig::Step {
-                decay_rate,
-                step_epochs,
-            } => self.base * decay_rate.powi((step / self.steps_per_epoch / step_epochs) as i32),
+            ScheduleConfig::Exponential { decay_rate, decay_epochs } => self.base * decay_rate.powf(epoch_progress / decay_epochs),
+            ScheduleConfig::Step { decay_rate, step_epochs } => {
+                self.base * decay_rate.powi((step / self.steps_per_epoch / step_epochs) as i32)
+            }
             ScheduleConfig::Cosine { min_learning_rate } => {
                 let t = (step as f32 / self.total_steps as f32).min(1.0);
-                min_learning_rate
-                    + 0.5
-                        * (self.base - min_learning_rate)
-                        * (1.0 + (std::f32::consts::PI * t).cos())
+                min_learning_rate + 0.5 * (self.base - min_learning_rate) * (1.0 + (std::f32::consts::PI * t).cos())
             }
         }
     }
@@ -155,38 +110,11 @@ mod tests {
     fn schedules() {
         let c = LrSchedule::new(0.1, &ScheduleConfig::Constant, 10, 3);
         assert_eq!(c.at(25), 0.1);
-        let s = LrSchedule::new(
-            0.1,
-            &ScheduleConfig::Step {
-                decay_rate: 0.5,
-                step_epochs: 1,
-            },
-            10,
-            3,
-        );
+        let s = LrSchedule::new(0.1, &ScheduleConfig::Step { decay_rate: 0.5, step_epochs: 1 }, 10, 3);
         assert_eq!((s.at(9), s.at(10), s.at(25)), (0.1, 0.05, 0.025));
-        let e = LrSchedule::new(
-            0.1,
-            &ScheduleConfig::Exponential {
-                decay_rate: 0.5,
-                decay_epochs: 1.0,
-            },
-            10,
-            3,
-        );
+        let e = LrSchedule::new(0.1, &ScheduleConfig::Exponential { decay_rate: 0.5, decay_epochs: 1.0 }, 10, 3);
         assert!((e.at(5) - 0.1 * 0.5f32.sqrt()).abs() < 1e-6);
-        let cos = LrSchedule::new(
-            0.1,
-            &ScheduleConfig::Cosine {
-                min_learning_rate: 0.0,
-            },
-            10,
-            2,
-        );
-        assert!(
-            (cos.at(0) - 0.1).abs() < 1e-7
-                && (cos.at(10) - 0.05).abs() < 1e-6
-                && cos.at(20).abs() < 1e-7
-        );
+        let cos = LrSchedule::new(0.1, &ScheduleConfig::Cosine { min_learning_rate: 0.0 }, 10, 2);
+        assert!((cos.at(0) - 0.1).abs() < 1e-7 && (cos.at(10) - 0.05).abs() < 1e-6 && cos.at(20).abs() < 1e-7);
     }
 }

@@ -31,11 +31,7 @@ impl Inference {
     pub fn new(network: &Network, max_batch: usize) -> Self {
         let ws = network.workspace(max_batch, false);
         let cap = ws.capacity();
-        Self {
-            ws,
-            host_probs: vec![0.0; cap * network.num_classes()],
-            host_classes: vec![0; cap],
-        }
+        Self { ws, host_probs: vec![0.0; cap * network.num_classes()], host_classes: vec![0; cap] }
     }
 
     pub fn capacity(&self) -> usize {
@@ -48,10 +44,7 @@ impl Inference {
         if images.len() % len != 0 {
             return Err(EngineError::Tensor {
                 name: crate::export::INPUT_NAME.into(),
-                message: format!(
-                    "{} values are not a whole number of {len}-value images",
-                    images.len()
-                ),
+                message: format!("{} values are not a whole number of {len}-value images", images.len()),
             });
         }
         let mut out = Prediction {
@@ -68,10 +61,7 @@ impl Inference {
     /// Predicts for u8 pixels (`n * input_len` bytes, scaled to [0, 1] on the device).
     pub fn predict_u8(&mut self, network: &Network, pixels: &[u8]) -> Prediction {
         let len = network.input_len();
-        let mut out = Prediction {
-            classes: Vec::new(),
-            probabilities: Vec::new(),
-        };
+        let mut out = Prediction { classes: Vec::new(), probabilities: Vec::new() };
         for chunk in pixels.chunks(self.ws.capacity() * len) {
             network.upload_u8(&mut self.ws, chunk);
             self.run_uploaded(network, chunk.len() / len, &mut out);
@@ -84,19 +74,12 @@ impl Inference {
         network.infer_uploaded(&mut self.ws, n);
         self.ws.probs.read_host_into(&mut self.host_probs[..n * k]);
         self.ws.classes.read_host_into(&mut self.host_classes[..n]);
-        out.classes
-            .extend(self.host_classes[..n].iter().map(|&c| c as i64));
-        out.probabilities
-            .extend_from_slice(&self.host_probs[..n * k]);
+        out.classes.extend(self.host_classes[..n].iter().map(|&c| c as i64));
+        out.probabilities.extend_from_slice(&self.host_probs[..n * k]);
     }
 
     /// Accuracy, mean cross-entropy and confusion matrix over `data`, calling `progress(done)`.
-    pub fn evaluate(
-        &mut self,
-        network: &Network,
-        data: &Dataset,
-        mut progress: impl FnMut(usize),
-    ) -> Evaluation {
+    pub fn evaluate(&mut self, network: &Network, data: &Dataset, mut progress: impl FnMut(usize)) -> Evaluation {
         let k = network.num_classes();
         let len = data.image_len();
         let mut confusion = ConfusionMatrix::new(k);
@@ -111,11 +94,7 @@ impl Inference {
             }
             progress(end);
         }
-        Evaluation {
-            accuracy: confusion.accuracy(),
-            loss: loss / data.len().max(1) as f64,
-            confusion,
-        }
+        Evaluation { accuracy: confusion.accuracy(), loss: loss / data.len().max(1) as f64, confusion }
     }
 }
 

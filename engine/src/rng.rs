@@ -72,10 +72,7 @@ impl DropoutKey {
 
     /// Precomputes the per-mask part of the hash for a run of elements.
     pub fn mask(self, rate: f32) -> DropoutMask {
-        DropoutMask {
-            base: self.base(),
-            threshold: drop_threshold(rate),
-        }
+        DropoutMask { base: self.base(), threshold: drop_threshold(rate) }
     }
 }
 
@@ -109,39 +106,19 @@ mod tests {
 
     #[test]
     fn dropout_mask_keeps_about_one_minus_rate() {
-        let mask = DropoutKey {
-            seed: 7,
-            layer: 3,
-            step: 11,
-        }
-        .mask(0.4);
+        let mask = DropoutKey { seed: 7, layer: 3, step: 11 }.mask(0.4);
         let kept = (0..100_000u32).filter(|&i| mask.keep(i)).count();
         assert!((kept as f64 / 100_000.0 - 0.6).abs() < 0.01, "kept {kept}");
     }
 
     #[test]
     fn dropout_masks_differ_by_step_and_agree_by_key() {
-        let a = DropoutKey {
-            seed: 1,
-            layer: 0,
-            step: 0,
-        };
-        let b = DropoutKey {
-            seed: 1,
-            layer: 0,
-            step: 1,
-        };
-        let same = (0..1000u32)
-            .filter(|&i| a.keep(i, 0.5) == a.mask(0.5).keep(i))
-            .count();
+        let a = DropoutKey { seed: 1, layer: 0, step: 0 };
+        let b = DropoutKey { seed: 1, layer: 0, step: 1 };
+        let same = (0..1000u32).filter(|&i| a.keep(i, 0.5) == a.mask(0.5).keep(i)).count();
         assert_eq!(same, 1000);
-        let agree = (0..1000u32)
-            .filter(|&i| a.keep(i, 0.5) == b.keep(i, 0.5))
-            .count();
-        assert!(
-            agree < 600,
-            "masks of different steps agree on {agree}/1000"
-        );
+        let agree = (0..1000u32).filter(|&i| a.keep(i, 0.5) == b.keep(i, 0.5)).count();
+        assert!(agree < 600, "masks of different steps agree on {agree}/1000");
     }
 
     #[test]

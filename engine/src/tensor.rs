@@ -28,10 +28,7 @@ impl<T: Element> Tensor<T> {
         let storage = match device {
             Device::Cpu(_) => Storage::Cpu(vec![T::default(); len]),
         };
-        Self {
-            shape: shape.to_vec(),
-            storage,
-        }
+        Self { shape: shape.to_vec(), storage }
     }
 
     /// Copies host data onto `device`; `name` labels the error if the length does not fit.
@@ -79,12 +76,7 @@ impl<T: Element> Tensor<T> {
         if data.len() > self.len() {
             return Err(EngineError::Tensor {
                 name: name.to_string(),
-                message: format!(
-                    "{} values do not fit shape {:?} ({} elements)",
-                    data.len(),
-                    self.shape,
-                    self.len()
-                ),
+                message: format!("{} values do not fit shape {:?} ({} elements)", data.len(), self.shape, self.len()),
             });
         }
         match &mut self.storage {

@@ -69,13 +69,16 @@ fn bad_values_name_their_key() {
 
 #[test]
 fn shape_errors_name_the_layer_and_the_shapes() {
-    let dense_on_image = with_layers("[[model.layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel_size = 3\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
+    let dense_on_image =
+        with_layers("[[model.layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel_size = 3\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
     let e = Config::parse(&dense_on_image).unwrap_err();
     assert!(matches!(e, EngineError::Shape { index: 1, .. }), "{e:?}");
     let e = e.to_string();
     assert!(e.contains("layer 1 (dense") && e.contains("26x26x4") && e.contains("flatten"), "{e}");
 
-    let big_kernel = with_layers("[[model.layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel_size = 30\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
+    let big_kernel = with_layers(
+        "[[model.layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel_size = 30\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10",
+    );
     let e = err(&big_kernel);
     assert!(e.contains("layer 0 (conv2d 'conv1')") && e.contains("30x30") && e.contains("28x28x1"), "{e}");
 
@@ -83,18 +86,22 @@ fn shape_errors_name_the_layer_and_the_shapes() {
     let e = err(&wrong_classes);
     assert!(e.contains("layer 1 (dense 'dense1')") && e.contains("10 class logits") && e.contains("7"), "{e}");
 
-    let pool_too_big = with_layers("[[model.layers]]\ntype = \"maxpool\"\npool_size = 29\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10");
+    let pool_too_big = with_layers(
+        "[[model.layers]]\ntype = \"maxpool\"\npool_size = 29\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10",
+    );
     let e = err(&pool_too_big);
     assert!(e.contains("layer 0 (maxpool") && e.contains("29x29"), "{e}");
 
-    let conv_on_flat = with_layers("[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 1");
+    let conv_on_flat =
+        with_layers("[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 1");
     let e = err(&conv_on_flat);
     assert!(e.contains("layer 1 (conv2d") && e.contains("flat vector of 784"), "{e}");
 }
 
 #[test]
 fn duplicate_names_and_empty_models_are_rejected() {
-    let dup = with_layers("[[model.layers]]\ntype = \"flatten\"\nname = \"a\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\nname = \"a\"");
+    let dup =
+        with_layers("[[model.layers]]\ntype = \"flatten\"\nname = \"a\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\nname = \"a\"");
     assert!(err(&dup).contains("'a'"));
     assert!(err("[model]\nlayers = []\n").contains("model.layers"));
 }

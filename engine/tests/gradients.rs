@@ -12,25 +12,9 @@ fn t(d: &Device, shape: &[usize], v: &[f32]) -> Tensor {
     Tensor::from_host(d, "test", shape, v).unwrap()
 }
 
-fn conv_geometry(
-    h: usize,
-    w: usize,
-    c: usize,
-    filters: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: &str,
-) -> Conv2dGeometry {
+fn conv_geometry(h: usize, w: usize, c: usize, filters: usize, kernel: [usize; 2], stride: [usize; 2], padding: &str) -> Conv2dGeometry {
     let padding = serde_json::from_str(padding).unwrap();
-    let layer = LayerSpec {
-        name: "c".into(),
-        kind: LayerKind::Conv2d {
-            filters,
-            kernel,
-            stride,
-            padding,
-        },
-    };
+    let layer = LayerSpec { name: "c".into(), kind: LayerKind::Conv2d { filters, kernel, stride, padding } };
     layer.conv_geometry(Shape::Image { h, w, c }).unwrap()
 }
 
@@ -42,14 +26,7 @@ fn check_conv(g: Conv2dGeometry, n: usize) {
     let r = random(n * g.out_len(), 4);
     let forward = |x: &[f32], w: &[f32], b: &[f32]| {
         let mut y = Tensor::zeros(&d, &[n * g.out_len()]);
-        d.conv2d_forward(
-            &g,
-            n,
-            &t(&d, &[x.len()], x),
-            &t(&d, &[w.len()], w),
-            &t(&d, &[b.len()], b),
-            &mut y,
-        );
+        d.conv2d_forward(&g, n, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), &mut y);
         dot(&y.to_host(), &r)
     };
     let dy = t(&d, &[r.len()], &r);
@@ -58,33 +35,9 @@ fn check_conv(g: Conv2dGeometry, n: usize) {
     let (mut dw, mut db) = (Tensor::zeros(&d, &[w.len()]), Tensor::zeros(&d, &[b.len()]));
     d.conv2d_backward_weight(&g, n, &t(&d, &[x.len()], &x), &dy, &mut dw, &mut db);
     let what = format!("{g:?}");
-    check_gradient(
-        &format!("conv dx {what}"),
-        &x,
-        &dx.to_host(),
-        1e-2,
-        2e-3,
-        1e-2,
-        |x| forward(x, &w, &b),
-    );
-    check_gradient(
-        &format!("conv dw {what}"),
-        &w,
-        &dw.to_host(),
-        1e-2,
-        2e-3,
-        1e-2,
-        |w| forward(&x, w, &b),
-    );
-    check_gradient(
-        &format!("conv db {what}"),
-        &b,
-        &db.to_host(),
-        1e-2,
-        2e-3,
-        1e-2,
-        |b| forward(&x, &w, b),
-    );
+    check_gradient(&format!("conv dx {what}"), &x, &dx.to_host(), 1e-2, 2e-3, 1e-2, |x| forward(x, &w, &b));
+    check_gradient(&format!("conv dw {what}"), &w, &dw.to_host(), 1e-2, 2e-3, 1e-2, |w| forward(&x, w, &b));
+    check_gradient(&format!("conv db {what}"), &b, &db.to_host(), 1e-2, 2e-3, 1e-2, |b| forward(&x, &w, b));
 }
 
 #[test]
@@ -114,39 +67,17 @@ fn dense_backward() {
     let r = random(n * outputs, 4);
     let forward = |x: &[f32], w: &[f32], b: &[f32]| {
         let mut y = Tensor::zeros(&d, &[n * outputs]);
-        d.dense_forward(
-            n,
-            inputs,
-            outputs,
-            &t(&d, &[x.len()], x),
-            &t(&d, &[w.len()], w),
-            &t(&d, &[b.len()], b),
-            &mut y,
-        );
+        d.dense_forward(n, inputs, outputs, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), &mut y);
         dot(&y.to_host(), &r)
     };
     let dy = t(&d, &[r.len()], &r);
     let mut dx = Tensor::zeros(&d, &[x.len()]);
     d.dense_backward_input(n, inputs, outputs, &dy, &t(&d, &[w.len()], &w), &mut dx);
     let (mut dw, mut db) = (Tensor::zeros(&d, &[w.len()]), Tensor::zeros(&d, &[b.len()]));
-    d.dense_backward_weight(
-        n,
-        inputs,
-        outputs,
-        &t(&d, &[x.len()], &x),
-        &dy,
-        &mut dw,
-        &mut db,
-    );
-    check_gradient("dense dx", &x, &dx.to_host(), 1e-2, 1e-3, 1e-2, |x| {
-        forward(x, &w, &b)
-    });
-    check_gradient("dense dw", &w, &dw.to_host(), 1e-2, 1e-3, 1e-2, |w| {
-        forward(&x, w, &b)
-    });
-    check_gradient("dense db", &b, &db.to_host(), 1e-2, 1e-3, 1e-2, |b| {
-        forward(&x, &w, b)
-    });
+    d.dense_backward_weight(n, inputs, outputs, &t(&d, &[x.len()], &x), &dy, &mut dw, &mut db);
+    check_gradient("dense dx", &x, &dx.to_host(), 1e-2, 1e-3, 1e-2, |x| forward(x, &w, &b));
+    check_gradient("dense dw", &w, &dw.to_host(), 1e-2, 1e-3, 1e-2, |w| forward(&x, w, &b));
+    check_gradient("dense db", &b, &db.to_host(), 1e-2, 1e-3, 1e-2, |b| forward(&x, &w, b));
 }
 
 #[test]
@@ -155,17 +86,8 @@ fn max_pool_backward() {
     for (h, w, c, size, stride) in [(6, 6, 3, 2, 2), (7, 5, 2, 3, 2), (5, 5, 1, 2, 1)] {
         let n = 2;
         let (out_h, out_w) = ((h - size) / stride + 1, (w - size) / stride + 1);
-        let g = PoolGeometry {
-            in_h: h,
-            in_w: w,
-            channels: c,
-            out_h,
-            out_w,
-            size_h: size,
-            size_w: size,
-            stride_h: stride,
-            stride_w: stride,
-        };
+        let g =
+            PoolGeometry { in_h: h, in_w: w, channels: c, out_h, out_w, size_h: size, size_w: size, stride_h: stride, stride_w: stride };
         let x = distinct(n * g.in_len(), 5);
         let r = random(n * g.out_len(), 6);
         let mut argmax = Tensor::<u32>::zeros(&d, &[n * g.out_len()]);
@@ -178,9 +100,7 @@ fn max_pool_backward() {
         let mut dx = Tensor::zeros(&d, &[x.len()]);
         d.max_pool_backward(&g, n, &t(&d, &[r.len()], &r), &argmax, &mut dx);
         let mut scratch = Tensor::<u32>::zeros(&d, &[n * g.out_len()]);
-        check_gradient("maxpool dx", &x, &dx.to_host(), 1e-3, 1e-3, 1e-2, |x| {
-            forward(x, &mut scratch)
-        });
+        check_gradient("maxpool dx", &x, &dx.to_host(), 1e-3, 1e-3, 1e-2, |x| forward(x, &mut scratch));
     }
 }
 
@@ -197,19 +117,13 @@ fn relu_backward() {
     let (_, y) = forward(&x);
     let mut dy = t(&d, &[37], &r);
     d.relu_backward(37, &y, &mut dy);
-    check_gradient("relu dx", &x, &dy.to_host(), 1e-3, 1e-3, 1e-2, |x| {
-        forward(x).0
-    });
+    check_gradient("relu dx", &x, &dy.to_host(), 1e-3, 1e-3, 1e-2, |x| forward(x).0);
 }
 
 #[test]
 fn dropout_backward_uses_the_forward_mask() {
     let d = Device::cpu();
-    let key = DropoutKey {
-        seed: 3,
-        layer: 1,
-        step: 17,
-    };
+    let key = DropoutKey { seed: 3, layer: 1, step: 17 };
     let x = random(301, 9);
     let r = random(301, 10);
     let forward = |x: &[f32]| {
@@ -221,10 +135,7 @@ fn dropout_backward_uses_the_forward_mask() {
     d.dropout(301, key, 0.4, &mut dy);
     let dx = dy.to_host();
     let dropped = dx.iter().filter(|v| **v == 0.0).count();
-    assert!(
-        (60..180).contains(&dropped),
-        "dropped {dropped} of 301 at rate 0.4"
-    );
+    assert!((60..180).contains(&dropped), "dropped {dropped} of 301 at rate 0.4");
     check_gradient("dropout dx", &x, &dx, 1e-2, 1e-3, 1e-2, forward);
 }
 
@@ -248,18 +159,6 @@ fn softmax_cross_entropy_backward() {
         let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
         want += lse - row[l] as f64;
     }
-    assert!(
-        (stats[0] as f64 - want).abs() < 1e-4,
-        "loss {} vs {want}",
-        stats[0]
-    );
-    check_gradient(
-        "softmax-xent dlogits",
-        &logits,
-        &dz,
-        1e-2,
-        5e-4,
-        1e-2,
-        |z| run(z).0[0] / n as f32,
-    );
+    assert!((stats[0] as f64 - want).abs() < 1e-4, "loss {} vs {want}", stats[0]);
+    check_gradient("softmax-xent dlogits", &logits, &dz, 1e-2, 5e-4, 1e-2, |z| run(z).0[0] / n as f32);
 }

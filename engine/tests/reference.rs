@@ -40,7 +40,8 @@ fn naive_conv(g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f32], b: &[f32]) -> 
 
 fn geometry(h: usize, w: usize, c: usize, filters: usize, kernel: usize, stride: usize, padding: &str) -> Conv2dGeometry {
     let padding = serde_json::from_str(padding).unwrap();
-    let layer = LayerSpec { name: "c".into(), kind: LayerKind::Conv2d { filters, kernel: [kernel, kernel], stride: [stride, stride], padding } };
+    let layer =
+        LayerSpec { name: "c".into(), kind: LayerKind::Conv2d { filters, kernel: [kernel, kernel], stride: [stride, stride], padding } };
     layer.conv_geometry(Shape::Image { h, w, c }).unwrap()
 }
 
@@ -92,7 +93,8 @@ fn dense_at_full_size_matches_direct_sums() {
     let (n, i, o) = (100, 3136, 1024);
     let (x, w, b, dy) = (random(n * i, 7), random(i * o, 8), random(o, 9), random(n * o, 10));
     let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
-    let (mut y, mut dx, mut dw, mut db) = (Tensor::zeros(&d, &[n * o]), Tensor::zeros(&d, &[n * i]), Tensor::zeros(&d, &[i * o]), Tensor::zeros(&d, &[o]));
+    let (mut y, mut dx, mut dw, mut db) =
+        (Tensor::zeros(&d, &[n * o]), Tensor::zeros(&d, &[n * i]), Tensor::zeros(&d, &[i * o]), Tensor::zeros(&d, &[o]));
     d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), &mut y);
     d.dense_backward_input(n, i, o, &t(&dy), &t(&w), &mut dx);
     d.dense_backward_weight(n, i, o, &t(&x), &t(&dy), &mut dw, &mut db);

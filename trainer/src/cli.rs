@@ -15,7 +15,8 @@ use engine::DeviceKind;
                   after every epoch, export it to <model_dir>/output/<unix-seconds>/ (model.json + weights.safetensors) \
                   and write results to <result_dir>/<unix-seconds>.json and .png.\n\n\
                   Without a subcommand, `trainer` trains.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,36 +28,23 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model (the default).
+    #[command(args_override_self = true)]
     Train(TrainArgs),
     /// Evaluate an exported model on the MNIST test set.
+    #[command(args_override_self = true)]
     Evaluate(EvaluateArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Hyperparameter config (TOML): architecture and training settings.
-    #[arg(
-        long = "config_file",
-        visible_alias = "config-file",
-        value_name = "FILE",
-        default_value = "trainer/HyperParams.config"
-    )]
+    #[arg(long = "config_file", visible_alias = "config-file", value_name = "FILE", default_value = "trainer/HyperParams.config")]
     pub config_file: PathBuf,
     /// The export goes to <model_dir>/output/<unix-seconds>/.
-    #[arg(
-        long = "model_dir",
-        visible_alias = "model-dir",
-        value_name = "DIR",
-        default_value = "trainer/models"
-    )]
+    #[arg(long = "model_dir", visible_alias = "model-dir", value_name = "DIR", default_value = "trainer/models")]
     pub model_dir: PathBuf,
     /// Results go to <result_dir>/<unix-seconds>.json and .png.
-    #[arg(
-        long = "result_dir",
-        visible_alias = "result-dir",
-        value_name = "DIR",
-        default_value = "trainer/results"
-    )]
+    #[arg(long = "result_dir", visible_alias = "result-dir", value_name = "DIR", default_value = "trainer/results")]
     pub result_dir: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
@@ -85,12 +73,7 @@ pub struct TrainArgs {
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// Directory with the four MNIST IDX files (fetch them with scripts/fetch-mnist).
-    #[arg(
-        long = "data_dir",
-        visible_alias = "data-dir",
-        value_name = "DIR",
-        default_value = "data/mnist"
-    )]
+    #[arg(long = "data_dir", visible_alias = "data-dir", value_name = "DIR", default_value = "data/mnist")]
     pub data_dir: PathBuf,
 }
 
@@ -112,11 +95,7 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Images per inference batch.
-    #[arg(
-        long = "batch_size",
-        visible_alias = "batch-size",
-        default_value_t = 1000
-    )]
+    #[arg(long = "batch_size", visible_alias = "batch-size", default_value_t = 1000)]
     pub batch_size: usize,
     /// Also time inference: median latency at batch 1 and images/s at batch 256.
     #[arg(long)]
@@ -133,9 +112,7 @@ impl ComputeArgs {
     pub fn open_device(&self) -> anyhow::Result<engine::Device> {
         if let Some(t) = self.threads {
             anyhow::ensure!(t >= 1, "--threads must be at least 1");
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build_global()?;
+            rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
         }
         Ok(engine::Device::open(self.device)?)
     }

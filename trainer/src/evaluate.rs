@@ -14,13 +14,9 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch_size >= 1, "--batch_size must be at least 1");
     let device = args.compute.open_device()?;
     let device_name = device.describe();
-    let (model, network) = engine::export::load(&args.model, device)
-        .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
-    let test = Dataset::load(
-        &args.data.data_dir,
-        Split::Test,
-        model.architecture.num_classes,
-    )?;
+    let (model, network) =
+        engine::export::load(&args.model, device).with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+    let test = Dataset::load(&args.data.data_dir, Split::Test, model.architecture.num_classes)?;
     let mut predictor = Predictor::new(network, args.batch_size);
     let start = Instant::now();
     let bar = progress_bar(test.len() as u64, "evaluate");
@@ -60,10 +56,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
 /// The anchors' protocol: batch 1, 50 warm-up calls then the median and p99 of 1000;
 /// batch 256, 3 warm-up calls then the median of 20. Host floats in, classes and probabilities out.
 fn time_inference(predictor: &mut Predictor, test: &Dataset) -> serde_json::Value {
-    let images: Vec<f32> = test.images[..256 * test.image_len()]
-        .iter()
-        .map(|&p| p as f32 / 255.0)
-        .collect();
+    let images: Vec<f32> = test.images[..256 * test.image_len()].iter().map(|&p| p as f32 / 255.0).collect();
     let mut timed = |n: usize, warmup: usize, calls: usize| -> Vec<f64> {
         let x = &images[..n * test.image_len()];
         for _ in 0..warmup {

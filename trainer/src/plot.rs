@@ -13,8 +13,7 @@ const HEIGHT: u32 = 1000;
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 pub fn write_png(path: &Path, results: &Results) -> anyhow::Result<()> {
-    register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("cannot load the bundled font"))?;
+    register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| anyhow!("cannot load the bundled font"))?;
     let mut pixels = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
@@ -34,8 +33,7 @@ pub fn write_png(path: &Path, results: &Results) -> anyhow::Result<()> {
         draw_confusion(&bottom, &results.confusion_matrix)?;
         root.present().map_err(draw_err)?;
     }
-    let img = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels)
-        .ok_or_else(|| anyhow!("image buffer size"))?;
+    let img = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels).ok_or_else(|| anyhow!("image buffer size"))?;
     img.save(path)?;
     Ok(())
 }
@@ -51,14 +49,7 @@ fn x_range(results: &Results) -> std::ops::Range<f64> {
 }
 
 fn draw_loss(area: &Area, r: &Results) -> anyhow::Result<()> {
-    let max = r
-        .loss_curve
-        .iter()
-        .map(|p| p.loss)
-        .chain(r.epochs.iter().map(|e| e.test_loss))
-        .fold(0.0f64, f64::max)
-        .max(1e-3)
-        * 1.05;
+    let max = r.loss_curve.iter().map(|p| p.loss).chain(r.epochs.iter().map(|e| e.test_loss)).fold(0.0f64, f64::max).max(1e-3) * 1.05;
     let mut chart = ChartBuilder::on(area)
         .caption("loss (cross-entropy)", ("sans-serif", 20))
         .margin(15)
@@ -66,51 +57,26 @@ fn draw_loss(area: &Area, r: &Results) -> anyhow::Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(x_range(r), 0.0..max)
         .map_err(draw_err)?;
+    chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(draw_err)?;
     chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("loss")
-        .draw()
-        .map_err(draw_err)?;
-    chart
-        .draw_series(LineSeries::new(
-            r.loss_curve.iter().map(|p| (p.epoch, p.loss)),
-            &BLUE,
-        ))
+        .draw_series(LineSeries::new(r.loss_curve.iter().map(|p| (p.epoch, p.loss)), &BLUE))
         .map_err(draw_err)?
         .label("train (window mean)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    let test: Vec<(f64, f64)> = r
-        .epochs
-        .iter()
-        .map(|e| (e.epoch as f64, e.test_loss))
-        .collect();
+    let test: Vec<(f64, f64)> = r.epochs.iter().map(|e| (e.epoch as f64, e.test_loss)).collect();
     chart
         .draw_series(LineSeries::new(test.clone(), &RED))
         .map_err(draw_err)?
         .label("test")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart
-        .draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled())))
-        .map_err(draw_err)?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)?;
+    chart.draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(draw_err)?;
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(draw_err)?;
     Ok(())
 }
 
 fn draw_accuracy(area: &Area, r: &Results) -> anyhow::Result<()> {
-    let min = r
-        .loss_curve
-        .iter()
-        .map(|p| p.accuracy)
-        .chain(r.epochs.iter().map(|e| e.test_accuracy))
-        .fold(1.0f64, f64::min)
-        .min(0.9)
-        * 100.0;
+    let min =
+        r.loss_curve.iter().map(|p| p.accuracy).chain(r.epochs.iter().map(|e| e.test_accuracy)).fold(1.0f64, f64::min).min(0.9) * 100.0;
     let mut chart = ChartBuilder::on(area)
         .caption("accuracy (%)", ("sans-serif", 20))
         .margin(15)
@@ -118,33 +84,19 @@ fn draw_accuracy(area: &Area, r: &Results) -> anyhow::Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(x_range(r), min..100.0)
         .map_err(draw_err)?;
+    chart.configure_mesh().x_desc("epoch").y_desc("accuracy %").draw().map_err(draw_err)?;
     chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("accuracy %")
-        .draw()
-        .map_err(draw_err)?;
-    chart
-        .draw_series(LineSeries::new(
-            r.loss_curve.iter().map(|p| (p.epoch, 100.0 * p.accuracy)),
-            &BLUE,
-        ))
+        .draw_series(LineSeries::new(r.loss_curve.iter().map(|p| (p.epoch, 100.0 * p.accuracy)), &BLUE))
         .map_err(draw_err)?
         .label("train (window mean)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    let test: Vec<(f64, f64)> = r
-        .epochs
-        .iter()
-        .map(|e| (e.epoch as f64, 100.0 * e.test_accuracy))
-        .collect();
+    let test: Vec<(f64, f64)> = r.epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.test_accuracy)).collect();
     chart
         .draw_series(LineSeries::new(test.clone(), &RED))
         .map_err(draw_err)?
         .label("test")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart
-        .draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled())))
-        .map_err(draw_err)?;
+    chart.draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(draw_err)?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -159,10 +111,7 @@ fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
     let k = counts.len() as i32;
     let (area, _) = area.split_horizontally(HEIGHT / 2 + 120);
     let mut chart = ChartBuilder::on(&area)
-        .caption(
-            "confusion matrix (rows: true class, columns: predicted)",
-            ("sans-serif", 20),
-        )
+        .caption("confusion matrix (rows: true class, columns: predicted)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -180,12 +129,7 @@ fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
     let max_off = counts
         .iter()
         .enumerate()
-        .flat_map(|(t, row)| {
-            row.iter()
-                .enumerate()
-                .filter(move |(p, _)| *p != t)
-                .map(|(_, &c)| c)
-        })
+        .flat_map(|(t, row)| row.iter().enumerate().filter(move |(p, _)| *p != t).map(|(_, &c)| c))
         .max()
         .unwrap_or(1)
         .max(1);
@@ -194,28 +138,15 @@ fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
         for (p, &c) in row.iter().enumerate() {
             let color = if p == t {
                 let s = c as f64 / total as f64;
-                RGBColor(
-                    (255.0 - 200.0 * s) as u8,
-                    (255.0 - 80.0 * s) as u8,
-                    (255.0 - 200.0 * s) as u8,
-                )
+                RGBColor((255.0 - 200.0 * s) as u8, (255.0 - 80.0 * s) as u8, (255.0 - 200.0 * s) as u8)
             } else {
                 let s = (c as f64).sqrt() / (max_off as f64).sqrt();
                 RGBColor(255, (255.0 - 170.0 * s) as u8, (255.0 - 170.0 * s) as u8)
             };
             let (x, y) = (p as i32, t as i32);
+            chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1, y + 1)], color.filled()))).map_err(draw_err)?;
             chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x, y), (x + 1, y + 1)],
-                    color.filled(),
-                )))
-                .map_err(draw_err)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    c.to_string(),
-                    (x, y),
-                    ("sans-serif", 14).into_font().color(&BLACK),
-                )))
+                .draw_series(std::iter::once(Text::new(c.to_string(), (x, y), ("sans-serif", 14).into_font().color(&BLACK))))
                 .map_err(draw_err)?;
         }
     }

@@ -32,14 +32,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         Some(n) => d.truncate(n),
         None => d,
     };
-    let train = limit(
-        Dataset::load(&args.data.data_dir, Split::Train, classes)?,
-        args.train_limit,
-    );
-    let test = limit(
-        Dataset::load(&args.data.data_dir, Split::Test, classes)?,
-        args.test_limit,
-    );
+    let train = limit(Dataset::load(&args.data.data_dir, Split::Train, classes)?, args.train_limit);
+    let test = limit(Dataset::load(&args.data.data_dir, Split::Test, classes)?, args.test_limit);
     let [h, w, c] = spec.input_shape;
     if (h, w, c) != (train.rows, train.cols, 1) {
         bail!(
@@ -106,20 +100,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
                 break 'epochs;
             }
             for (j, &i) in idx.iter().enumerate() {
-                batch_pixels[j * image_len..(j + 1) * image_len]
-                    .copy_from_slice(train.image(i as usize));
+                batch_pixels[j * image_len..(j + 1) * image_len].copy_from_slice(train.image(i as usize));
                 batch_labels[j] = train.labels[i as usize];
             }
             let n = idx.len();
             let lr = schedule.at(step as usize);
-            let s = network.train_step(
-                &mut ws,
-                &mut optimizer,
-                &batch_pixels[..n * image_len],
-                &batch_labels[..n],
-                lr,
-                step,
-            );
+            let s = network.train_step(&mut ws, &mut optimizer, &batch_pixels[..n * image_len], &batch_labels[..n], lr, step);
             step += 1;
             loss_sum += s.loss_sum as f64;
             correct += s.correct as u64;
@@ -131,10 +117,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             if (bi + 1) % log_every == 0 || bi + 1 == steps_per_epoch {
                 if !win_loss.is_finite() {
                     bar.abandon();
-                    bail!(
-                        "training diverged: the loss is {} at epoch {epoch}, step {step}; lower train.learning_rate",
-                        win_loss
-                    );
+                    bail!("training diverged: the loss is {} at epoch {epoch}, step {step}; lower train.learning_rate", win_loss);
                 }
                 let elapsed = start.elapsed().as_secs_f64();
                 bar.set_message(format!(
@@ -156,10 +139,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
 
         let eval_start = Instant::now();
-        let eval_bar = progress_bar(
-            test.len() as u64,
-            &format!("evaluate {epoch}/{}", tc.epochs),
-        );
+        let eval_bar = progress_bar(test.len() as u64, &format!("evaluate {epoch}/{}", tc.epochs));
         let ev = inference.evaluate(&network, &test, |done| eval_bar.set_position(done as u64));
         eval_bar.finish_and_clear();
         let record = EpochRecord {
@@ -187,10 +167,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         last_eval = Some(ev);
     }
     if interrupted.load(Ordering::SeqCst) {
-        tracing::warn!(
-            "interrupted after {step} steps ({} complete epochs): no model exported, no results written",
-            epochs.len()
-        );
+        tracing::warn!("interrupted after {step} steps ({} complete epochs): no model exported, no results written", epochs.len());
         return Ok(ExitCode::from(130));
     }
     let ev = last_eval.expect("at least one epoch ran");
@@ -207,14 +184,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         "config": config,
         "config_file": args.config_file,
     });
-    let export_dir = engine::export::write(
-        &args.model_dir.join("output"),
-        &stamp.to_string(),
-        &network,
-        summary,
-        stamp,
-    )
-    .with_context(|| format!("cannot export the model under {}", args.model_dir.display()))?;
+    let export_dir = engine::export::write(&args.model_dir.join("output"), &stamp.to_string(), &network, summary, stamp)
+        .with_context(|| format!("cannot export the model under {}", args.model_dir.display()))?;
     tracing::info!("model exported to {}", export_dir.display());
 
     let results = Results {
@@ -237,11 +208,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         loss_curve: curve,
     };
     let (json_path, png_path) = write_outputs(&args.result_dir, &results)?;
-    tracing::info!(
-        "results written to {} and {}",
-        json_path.display(),
-        png_path.display()
-    );
+    tracing::info!("results written to {} and {}", json_path.display(), png_path.display());
     println!(
         "test accuracy {:.2}% (loss {:.4}); model {}; results {}",
         100.0 * results.test_accuracy,
@@ -267,28 +234,22 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<Config> {
     if let Some(v) = args.seed {
         t.seed = v;
     }
-    t.validate()
-        .map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))?;
+    t.validate().map_err(|e| anyhow::anyhow!("after command-line overrides: {e}"))?;
     Ok(config)
 }
 
 fn write_outputs(result_dir: &Path, results: &Results) -> anyhow::Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(result_dir)
-        .with_context(|| format!("cannot create {}", result_dir.display()))?;
+    std::fs::create_dir_all(result_dir).with_context(|| format!("cannot create {}", result_dir.display()))?;
     let json_path = result_dir.join(format!("{}.json", results.timestamp));
     let png_path = result_dir.join(format!("{}.png", results.timestamp));
     crate::report::write_json(&json_path, results)?;
-    crate::plot::write_png(&png_path, results)
-        .with_context(|| format!("cannot draw {}", png_path.display()))?;
+    crate::plot::write_png(&png_path, results).with_context(|| format!("cannot draw {}", png_path.display()))?;
     Ok((json_path, png_path))
 }
 
 /// Unix seconds now, moved forward past any export or result that already uses it.
 fn free_timestamp(output_dir: &Path, result_dir: &Path) -> u64 {
-    let mut t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let mut t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     while output_dir.join(t.to_string()).exists() || result_dir.join(format!("{t}.json")).exists() {
         t += 1;
     }
@@ -298,11 +259,9 @@ fn free_timestamp(output_dir: &Path, result_dir: &Path) -> u64 {
 pub fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>14} [{bar:30}] {pos:>6}/{len:6} {elapsed_precise} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos:>6}/{len:6} {elapsed_precise} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(prefix.to_string());
     bar

@@ -27,8 +27,7 @@ pub fn im2col(g: &Conv2dGeometry, x: &[f32], col: &mut [f32]) {
                 dst[..kx_lo * g.in_c].fill(0.0);
                 dst[kx_hi * g.in_c..].fill(0.0);
                 let src = (iy as usize * g.in_w + (ix0 + kx_lo as isize) as usize) * g.in_c;
-                dst[kx_lo * g.in_c..kx_hi * g.in_c]
-                    .copy_from_slice(&x[src..src + (kx_hi - kx_lo) * g.in_c]);
+                dst[kx_lo * g.in_c..kx_hi * g.in_c].copy_from_slice(&x[src..src + (kx_hi - kx_lo) * g.in_c]);
             }
         }
     }
@@ -68,23 +67,10 @@ fn kx_range(g: &Conv2dGeometry, ox: usize) -> (usize, usize, isize) {
 }
 
 /// `y = conv(x, w) + b` for `n` images.
-pub fn forward(
-    dev: &CpuDevice,
-    g: &Conv2dGeometry,
-    n: usize,
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    y: &mut [f32],
-) {
-    let (in_len, out_len, patch, positions) =
-        (g.in_len(), g.out_len(), g.patch_len(), g.positions());
+pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
     let chunk = chunk_size(n);
-    let scratch_len = if g.is_pointwise() {
-        0
-    } else {
-        positions * patch
-    };
+    let scratch_len = if g.is_pointwise() { 0 } else { positions * patch };
     dev.with_scratch(n.div_ceil(chunk), scratch_len, |scratch| {
         y[..n * out_len]
             .par_chunks_mut(chunk * out_len)
@@ -102,35 +88,17 @@ pub fn forward(
                         &col[..positions * patch]
                     };
                     let lhs = MatRef::row_major(cols, positions, patch);
-                    matmul(
-                        yi,
-                        lhs,
-                        MatRef::row_major(w, patch, g.out_c),
-                        true,
-                        Threads::Single,
-                    );
+                    matmul(yi, lhs, MatRef::row_major(w, patch, g.out_c), true, Threads::Single);
                 }
             });
     });
 }
 
 /// `dx = conv^T(dy, w)` for `n` images.
-pub fn backward_input(
-    dev: &CpuDevice,
-    g: &Conv2dGeometry,
-    n: usize,
-    dy: &[f32],
-    w: &[f32],
-    dx: &mut [f32],
-) {
-    let (in_len, out_len, patch, positions) =
-        (g.in_len(), g.out_len(), g.patch_len(), g.positions());
+pub fn backward_input(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
     let chunk = chunk_size(n);
-    let scratch_len = if g.is_pointwise() {
-        0
-    } else {
-        positions * patch
-    };
+    let scratch_len = if g.is_pointwise() { 0 } else { positions * patch };
     let wt = MatRef::row_major(w, patch, g.out_c).t();
     dev.with_scratch(n.div_ceil(chunk), scratch_len, |scratch| {
         dx[..n * in_len]
@@ -153,33 +121,17 @@ pub fn backward_input(
 }
 
 /// `dw = sum_n im2col(x)^T dy`, `db = sum_n sum_positions dy` for `n` images.
-pub fn backward_weight(
-    dev: &CpuDevice,
-    g: &Conv2dGeometry,
-    n: usize,
-    x: &[f32],
-    dy: &[f32],
-    dw: &mut [f32],
-    db: &mut [f32],
-) {
-    let (in_len, out_len, patch, positions) =
-        (g.in_len(), g.out_len(), g.patch_len(), g.positions());
+pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
     let chunk = chunk_size(n);
     let chunks = n.div_ceil(chunk);
     debug_assert!(chunks <= chunk_count(n));
     let weight_len = patch * g.out_c;
     let partial_len = weight_len + g.out_c;
-    let col_len = if g.is_pointwise() {
-        0
-    } else {
-        positions * patch
-    };
+    let col_len = if g.is_pointwise() { 0 } else { positions * patch };
     dev.with_scratch(chunks, partial_len + col_len, |scratch| {
-        scratch
-            .par_iter_mut()
-            .zip(x[..n * in_len].par_chunks(chunk * in_len))
-            .zip(dy[..n * out_len].par_chunks(chunk * out_len))
-            .for_each(|((buf, xc), dyc)| {
+        scratch.par_iter_mut().zip(x[..n * in_len].par_chunks(chunk * in_len)).zip(dy[..n * out_len].par_chunks(chunk * out_len)).for_each(
+            |((buf, xc), dyc)| {
                 let (partial, col) = buf.split_at_mut(partial_len);
                 partial.fill(0.0);
                 let (pw, pb) = partial.split_at_mut(weight_len);
@@ -191,18 +143,13 @@ pub fn backward_weight(
                         &col[..positions * patch]
                     };
                     let lhs = MatRef::row_major(cols, positions, patch).t();
-                    matmul(
-                        pw,
-                        lhs,
-                        MatRef::row_major(dyi, positions, g.out_c),
-                        true,
-                        Threads::Single,
-                    );
+                    matmul(pw, lhs, MatRef::row_major(dyi, positions, g.out_c), true, Threads::Single);
                     for row in dyi.chunks(g.out_c) {
                         add_assign(pb, row);
                     }
                 }
-            });
+            },
+        );
         sum_partials(&scratch[..chunks], 0, dw);
         sum_partials(&scratch[..chunks], weight_len, db);
     });
@@ -211,14 +158,12 @@ pub fn backward_weight(
 /// `out[i] = sum over chunks c (in order) of partials[c][offset + i]`.
 pub(crate) fn sum_partials(partials: &[Vec<f32>], offset: usize, out: &mut [f32]) {
     const BLOCK: usize = 4096;
-    out.par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(bi, block)| {
-            let start = offset + bi * BLOCK;
-            block.copy_from_slice(&partials[0][start..start + block.len()]);
-            for p in &partials[1..] {
-                let len = block.len();
-                add_assign(block, &p[start..start + len]);
-            }
-        });
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, block)| {
+        let start = offset + bi * BLOCK;
+        block.copy_from_slice(&partials[0][start..start + block.len()]);
+        for p in &partials[1..] {
+            let len = block.len();
+            add_assign(block, &p[start..start + len]);
+        }
+    });
 }

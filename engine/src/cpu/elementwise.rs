@@ -19,9 +19,7 @@ vectorized! {
 
 /// `dy *= (y > 0)`, in place.
 pub fn relu_backward(y: &[f32], dy: &mut [f32]) {
-    dy.par_chunks_mut(BLOCK)
-        .zip(y.par_chunks(BLOCK))
-        .for_each(|(d, y)| relu_backward_block(y, d));
+    dy.par_chunks_mut(BLOCK).zip(y.par_chunks(BLOCK)).for_each(|(d, y)| relu_backward_block(y, d));
 }
 
 vectorized! {
@@ -36,9 +34,7 @@ vectorized! {
 /// The backward is the same operation applied to the gradient.
 pub fn dropout(x: &mut [f32], mask: DropoutMask, rate: f32) {
     let scale = 1.0 / (1.0 - rate);
-    x.par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(bi, c)| dropout_block(c, (bi * BLOCK) as u32, mask, scale));
+    x.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, c)| dropout_block(c, (bi * BLOCK) as u32, mask, scale));
 }
 
 vectorized! {
@@ -51,14 +47,11 @@ vectorized! {
 
 /// Pixels 0..=255 to 0.0..=1.0.
 pub fn normalize_u8(src: &[u8], dst: &mut [f32]) {
-    dst[..src.len()]
-        .par_chunks_mut(BLOCK)
-        .zip(src.par_chunks(BLOCK))
-        .for_each(|(d, s)| {
-            for (d, s) in d.iter_mut().zip(s) {
-                *d = *s as f32 * (1.0 / 255.0);
-            }
-        });
+    dst[..src.len()].par_chunks_mut(BLOCK).zip(src.par_chunks(BLOCK)).for_each(|(d, s)| {
+        for (d, s) in d.iter_mut().zip(s) {
+            *d = *s as f32 * (1.0 / 255.0);
+        }
+    });
 }
 
 vectorized! {

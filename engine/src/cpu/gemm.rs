@@ -14,30 +14,13 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// `rows x cols`, row-major, contiguous.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(
-            data.len() >= rows * cols,
-            "matrix {rows}x{cols} needs {} values, got {}",
-            rows * cols,
-            data.len()
-        );
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
+        assert!(data.len() >= rows * cols, "matrix {rows}x{cols} needs {} values, got {}", rows * cols, data.len());
+        Self { data, rows, cols, row_stride: cols as isize, col_stride: 1 }
     }
 
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-        }
+        Self { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
     }
 }
 
@@ -49,25 +32,10 @@ pub enum Threads {
 }
 
 /// `dst (m x n, row-major) = [dst +] lhs (m x k) * rhs (k x n)`.
-pub fn matmul(
-    dst: &mut [f32],
-    lhs: MatRef<'_>,
-    rhs: MatRef<'_>,
-    accumulate: bool,
-    threads: Threads,
-) {
+pub fn matmul(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool, threads: Threads) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(
-        rhs.rows, k,
-        "matmul: inner dimensions differ ({m}x{k} * {}x{n})",
-        rhs.rows
-    );
-    assert!(
-        dst.len() >= m * n,
-        "matmul: destination holds {} values, needs {}",
-        dst.len(),
-        m * n
-    );
+    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ ({m}x{k} * {}x{n})", rhs.rows);
+    assert!(dst.len() >= m * n, "matmul: destination holds {} values, needs {}", dst.len(), m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -134,21 +102,9 @@ mod tests {
         let want = naive(&a, &b, m, k, n);
         for threads in [Threads::Single, Threads::Pool] {
             let mut c = vec![0.0; m * n];
-            matmul(
-                &mut c,
-                MatRef::row_major(&a, m, k),
-                MatRef::row_major(&b, k, n),
-                false,
-                threads,
-            );
+            matmul(&mut c, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), false, threads);
             assert_eq!(c, want);
-            matmul(
-                &mut c,
-                MatRef::row_major(&a, m, k),
-                MatRef::row_major(&b, k, n),
-                true,
-                threads,
-            );
+            matmul(&mut c, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), true, threads);
             assert_eq!(c, want.iter().map(|x| 2.0 * x).collect::<Vec<_>>());
         }
         // (a^T)^T b through transposed storage
@@ -159,13 +115,7 @@ mod tests {
             }
         }
         let mut c = vec![0.0; m * n];
-        matmul(
-            &mut c,
-            MatRef::row_major(&at, k, m).t(),
-            MatRef::row_major(&b, k, n),
-            false,
-            Threads::Single,
-        );
+        matmul(&mut c, MatRef::row_major(&at, k, m).t(), MatRef::row_major(&b, k, n), false, Threads::Single);
         assert_eq!(c, want);
     }
 }

@@ -9,10 +9,7 @@
 /// at run time, so the shipped binary runs on any x86-64 CPU yet vectorises where it can.
 macro_rules! vectorized {
     ($item:item) => {
-        #[multiversion::multiversion(targets(
-            "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-            "x86_64+avx2+fma"
-        ))]
+        #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
         $item
     };
 }

@@ -8,10 +8,7 @@ const BLOCK: usize = 1 << 14;
 
 /// Plain SGD with L2 weight decay folded into the gradient.
 pub fn sgd(param: &mut [f32], grad: &[f32], lr: f32, weight_decay: f32) {
-    param
-        .par_chunks_mut(BLOCK)
-        .zip(grad.par_chunks(BLOCK))
-        .for_each(|(p, g)| sgd_block(p, g, lr, weight_decay));
+    param.par_chunks_mut(BLOCK).zip(grad.par_chunks(BLOCK)).for_each(|(p, g)| sgd_block(p, g, lr, weight_decay));
 }
 
 vectorized! {
@@ -23,15 +20,7 @@ vectorized! {
 }
 
 /// SGD with (optionally Nesterov) momentum, PyTorch's formulation: `v = mu v + g`.
-pub fn momentum(
-    param: &mut [f32],
-    grad: &[f32],
-    velocity: &mut [f32],
-    lr: f32,
-    mu: f32,
-    nesterov: bool,
-    weight_decay: f32,
-) {
+pub fn momentum(param: &mut [f32], grad: &[f32], velocity: &mut [f32], lr: f32, mu: f32, nesterov: bool, weight_decay: f32) {
     param
         .par_chunks_mut(BLOCK)
         .zip(grad.par_chunks(BLOCK))

@@ -2,22 +2,11 @@
 
 /// Returns (sum of per-example losses, number of correct argmax predictions) and writes
 /// `dlogits = (softmax(logits) - onehot(label)) / n`.
-pub fn forward_backward(
-    n: usize,
-    classes: usize,
-    logits: &[f32],
-    labels: &[u32],
-    dlogits: &mut [f32],
-) -> (f32, u32) {
+pub fn forward_backward(n: usize, classes: usize, logits: &[f32], labels: &[u32], dlogits: &mut [f32]) -> (f32, u32) {
     let mut loss = 0.0f64;
     let mut correct = 0u32;
     let inv_n = 1.0 / n as f32;
-    for ((row, d), &label) in logits
-        .chunks(classes)
-        .zip(dlogits.chunks_mut(classes))
-        .zip(labels)
-        .take(n)
-    {
+    for ((row, d), &label) in logits.chunks(classes).zip(dlogits.chunks_mut(classes)).zip(labels).take(n) {
         let (max, arg) = max_and_argmax(row);
         let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
         let label = label as usize;
@@ -33,11 +22,7 @@ pub fn forward_backward(
 
 /// Row-wise softmax.
 pub fn softmax(n: usize, classes: usize, logits: &[f32], probs: &mut [f32]) {
-    for (row, p) in logits
-        .chunks(classes)
-        .zip(probs.chunks_mut(classes))
-        .take(n)
-    {
+    for (row, p) in logits.chunks(classes).zip(probs.chunks_mut(classes)).take(n) {
         let (max, _) = max_and_argmax(row);
         let mut sum = 0.0;
         for (p, v) in p.iter_mut().zip(row) {

@@ -44,30 +44,16 @@ impl Dataset {
         if images.dims[0] != labels.dims[0] {
             return Err(EngineError::Idx {
                 path: labels_path,
-                message: format!(
-                    "holds {} labels but {} holds {} images",
-                    labels.dims[0],
-                    images_path.display(),
-                    images.dims[0]
-                ),
+                message: format!("holds {} labels but {} holds {} images", labels.dims[0], images_path.display(), images.dims[0]),
             });
         }
         if let Some(i) = labels.data.iter().position(|&l| l as usize >= classes) {
             return Err(EngineError::Idx {
                 path: labels_path,
-                message: format!(
-                    "label {} at index {i} is not a class 0..{}",
-                    labels.data[i],
-                    classes - 1
-                ),
+                message: format!("label {} at index {i} is not a class 0..{}", labels.data[i], classes - 1),
             });
         }
-        Ok(Self {
-            images: images.data,
-            labels: labels.data,
-            rows: images.dims[1],
-            cols: images.dims[2],
-        })
+        Ok(Self { images: images.data, labels: labels.data, rows: images.dims[1], cols: images.dims[2] })
     }
 
     pub fn len(&self) -> usize {

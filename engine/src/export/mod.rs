@@ -63,68 +63,33 @@ pub struct WeightsInfo {
 }
 
 /// Writes `network` as `<parent>/<name>/` atomically and returns that directory.
-pub fn write(
-    parent: &Path,
-    name: &str,
-    network: &Network,
-    training: serde_json::Value,
-    created_unix: u64,
-) -> Result<PathBuf> {
-    fs::create_dir_all(parent)
-        .map_err(|e| EngineError::io(parent, format!("cannot create directory: {e}")))?;
+pub fn write(parent: &Path, name: &str, network: &Network, training: serde_json::Value, created_unix: u64) -> Result<PathBuf> {
+    fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, format!("cannot create directory: {e}")))?;
     let target = parent.join(name);
     if target.exists() {
-        return Err(EngineError::io(
-            &target,
-            "already exists; refusing to overwrite an export",
-        ));
+        return Err(EngineError::io(&target, "already exists; refusing to overwrite an export"));
     }
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let result = write_files(&tmp, network, training, created_unix).and_then(|()| {
-        fs::rename(&tmp, &target)
-            .map_err(|e| EngineError::io(&target, format!("cannot move export into place: {e}")))
-    });
+    let result = write_files(&tmp, network, training, created_unix)
+        .and_then(|()| fs::rename(&tmp, &target).map_err(|e| EngineError::io(&target, format!("cannot move export into place: {e}"))));
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     result.map(|()| target)
 }
 
-fn write_files(
-    dir: &Path,
-    network: &Network,
-    training: serde_json::Value,
-    created_unix: u64,
-) -> Result<()> {
+fn write_files(dir: &Path, network: &Network, training: serde_json::Value, created_unix: u64) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let params = network.export_params();
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = params
-        .iter()
-        .map(|(name, shape, values)| {
-            (
-                name.clone(),
-                shape.clone(),
-                bytemuck::cast_slice(values).to_vec(),
-            )
-        })
-        .collect();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
+        params.iter().map(|(name, shape, values)| (name.clone(), shape.clone(), bytemuck::cast_slice(values).to_vec())).collect();
     let views = bytes
         .iter()
-        .map(|(name, shape, data)| {
-            Ok((
-                name.as_str(),
-                TensorView::new(Dtype::F32, shape.clone(), data)?,
-            ))
-        })
+        .map(|(name, shape, data)| Ok((name.as_str(), TensorView::new(Dtype::F32, shape.clone(), data)?)))
         .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
-        .map_err(|e| EngineError::Tensor {
-            name: "weights".into(),
-            message: e.to_string(),
-        })?;
-    let weights = safetensors::serialize(views, None).map_err(|e| EngineError::Tensor {
-        name: "weights".into(),
-        message: e.to_string(),
-    })?;
+        .map_err(|e| EngineError::Tensor { name: "weights".into(), message: e.to_string() })?;
+    let weights =
+        safetensors::serialize(views, None).map_err(|e| EngineError::Tensor { name: "weights".into(), message: e.to_string() })?;
     write_synced(&dir.join(WEIGHTS_FILE), &weights)?;
     let spec = network.spec();
     let [h, w, c] = spec.input_shape;
@@ -142,25 +107,10 @@ fn write_files(
             range: Some([0.0, 1.0]),
         },
         outputs: vec![
-            TensorSpec {
-                name: "classes".into(),
-                dtype: "int64".into(),
-                shape: vec![-1],
-                accepted_shapes: vec![],
-                range: None,
-            },
-            TensorSpec {
-                name: "probabilities".into(),
-                dtype: "float32".into(),
-                shape: vec![-1, k],
-                accepted_shapes: vec![],
-                range: None,
-            },
+            TensorSpec { name: "classes".into(), dtype: "int64".into(), shape: vec![-1], accepted_shapes: vec![], range: None },
+            TensorSpec { name: "probabilities".into(), dtype: "float32".into(), shape: vec![-1, k], accepted_shapes: vec![], range: None },
         ],
-        signature: Signature {
-            name: SIGNATURE_NAME.into(),
-            method_name: "tensorflow/serving/predict".into(),
-        },
+        signature: Signature { name: SIGNATURE_NAME.into(), method_name: "tensorflow/serving/predict".into() },
         training,
         weights: WeightsInfo {
             file: WEIGHTS_FILE.into(),
@@ -169,35 +119,25 @@ fn write_files(
             parameters: network.parameter_count(),
         },
     };
-    let json =
-        serde_json::to_vec_pretty(&model).map_err(|e| EngineError::io(dir.join(MODEL_FILE), e))?;
+    let json = serde_json::to_vec_pretty(&model).map_err(|e| EngineError::io(dir.join(MODEL_FILE), e))?;
     write_synced(&dir.join(MODEL_FILE), &json)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(path).map_err(|e| EngineError::io(path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| EngineError::io(path, e))
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| EngineError::io(path, e))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads and validates `<dir>/model.json` alone (no weights).
 pub fn read_model_file(dir: &Path) -> Result<ModelFile> {
     let path = dir.join(MODEL_FILE);
-    let bad = |message: String| EngineError::Model {
-        path: path.clone(),
-        message,
-    };
+    let bad = |message: String| EngineError::Model { path: path.clone(), message };
     let text = fs::read(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let model: ModelFile =
-        serde_json::from_slice(&text).map_err(|e| bad(format!("invalid model file: {e}")))?;
+    let model: ModelFile = serde_json::from_slice(&text).map_err(|e| bad(format!("invalid model file: {e}")))?;
     if model.format != FORMAT || model.format_version != FORMAT_VERSION {
         return Err(bad(format!(
             "format '{}' version {} is not supported (expected '{FORMAT}' version {FORMAT_VERSION})",
@@ -212,44 +152,23 @@ pub fn read_model_file(dir: &Path) -> Result<ModelFile> {
 pub fn load(dir: &Path, device: Device) -> Result<(ModelFile, Network)> {
     let model = read_model_file(dir)?;
     let path = dir.join(&model.weights.file);
-    let bad = |message: String| EngineError::Model {
-        path: path.clone(),
-        message,
-    };
+    let bad = |message: String| EngineError::Model { path: path.clone(), message };
     let bytes = fs::read(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
     if bytes.len() as u64 != model.weights.size_bytes {
-        return Err(bad(format!(
-            "{} bytes, model.json says {} (incomplete copy?)",
-            bytes.len(),
-            model.weights.size_bytes
-        )));
+        return Err(bad(format!("{} bytes, model.json says {} (incomplete copy?)", bytes.len(), model.weights.size_bytes)));
     }
     let digest = sha256_hex(&bytes);
     if digest != model.weights.sha256 {
-        return Err(bad(format!(
-            "sha256 {digest} does not match model.json's {} (corrupt file?)",
-            model.weights.sha256
-        )));
+        return Err(bad(format!("sha256 {digest} does not match model.json's {} (corrupt file?)", model.weights.sha256)));
     }
-    let tensors =
-        SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("invalid safetensors: {e}")))?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("invalid safetensors: {e}")))?;
     let mut values = Vec::new();
     for (name, shape) in model.architecture.parameters()? {
-        let view = tensors
-            .tensor(&name)
-            .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+        let view = tensors.tensor(&name).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
         if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
-            return Err(bad(format!(
-                "tensor '{name}' is {:?} {:?}, expected F32 {shape:?}",
-                view.dtype(),
-                view.shape()
-            )));
+            return Err(bad(format!("tensor '{name}' is {:?} {:?}, expected F32 {shape:?}", view.dtype(), view.shape())));
         }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         values.push((name, shape, data));
     }
     let network = Network::from_params(model.architecture.clone(), device, values)?;

@@ -71,12 +71,7 @@ pub enum LayerConfig {
         padding: Padding,
         activation: Option<Activation>,
     },
-    #[serde(
-        alias = "maxpool2d",
-        alias = "max_pool",
-        alias = "max_pool2d",
-        alias = "maxpooling2d"
-    )]
+    #[serde(alias = "maxpool2d", alias = "max_pool", alias = "max_pool2d", alias = "maxpooling2d")]
     Maxpool {
         name: Option<String>,
         #[serde(default = "two")]
@@ -205,11 +200,7 @@ fn default_epsilon() -> f32 {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig::Adam {
-            beta1: default_beta1(),
-            beta2: default_beta2(),
-            epsilon: default_epsilon(),
-        }
+        OptimizerConfig::Adam { beta1: default_beta1(), beta2: default_beta2(), epsilon: default_epsilon() }
     }
 }
 
@@ -246,22 +237,15 @@ fn default_step_epochs() -> usize {
 }
 
 fn bad(key: impl Into<String>, message: impl Into<String>) -> EngineError {
-    EngineError::Config {
-        path: key.into(),
-        message: message.into(),
-    }
+    EngineError::Config { path: key.into(), message: message.into() }
 }
 
 impl Config {
     /// Reads, parses and validates a config file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| EngineError::io(path, format!("cannot read config file: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, format!("cannot read config file: {e}")))?;
         Self::parse(&text).map_err(|e| match e {
-            EngineError::Config { path: key, message } => EngineError::Config {
-                path: format!("{}: {key}", path.display()),
-                message,
-            },
+            EngineError::Config { path: key, message } => EngineError::Config { path: format!("{}: {key}", path.display()), message },
             other => other,
         })
     }
@@ -270,11 +254,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
-            let location = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .map(|(l, c)| format!("line {l}, column {c}"))
-                .unwrap_or_default();
+            let location = e.span().map(|s| line_col(text, s.start)).map(|(l, c)| format!("line {l}, column {c}")).unwrap_or_default();
             bad(location, message)
         })?;
         config.validate()?;
@@ -303,19 +283,10 @@ impl ModelConfig {
     pub fn to_spec(&self) -> Result<ModelSpec> {
         let [h, w, c] = self.input_shape;
         if h == 0 || w == 0 || c == 0 {
-            return Err(bad(
-                "model.input_shape",
-                format!(
-                    "every dimension must be at least 1, got {:?}",
-                    self.input_shape
-                ),
-            ));
+            return Err(bad("model.input_shape", format!("every dimension must be at least 1, got {:?}", self.input_shape)));
         }
         if self.num_classes < 2 {
-            return Err(bad(
-                "model.num_classes",
-                format!("must be at least 2, got {}", self.num_classes),
-            ));
+            return Err(bad("model.num_classes", format!("must be at least 2, got {}", self.num_classes)));
         }
         if self.layers.is_empty() {
             return Err(bad("model.layers", "no layers given"));
@@ -330,98 +301,47 @@ impl ModelConfig {
         for (i, layer) in self.layers.iter().enumerate() {
             let key = |field: &str| format!("model.layers[{i}].{field}");
             let positive = |field: &str, v: usize| {
-                if v == 0 {
-                    Err(bad(key(field), "must be at least 1, got 0"))
-                } else {
-                    Ok(())
-                }
+                if v == 0 { Err(bad(key(field), "must be at least 1, got 0")) } else { Ok(()) }
             };
             match layer {
-                LayerConfig::Conv2d {
-                    name,
-                    filters,
-                    kernel_size,
-                    strides,
-                    padding,
-                    activation,
-                } => {
+                LayerConfig::Conv2d { name, filters, kernel_size, strides, padding, activation } => {
                     positive("filters", *filters)?;
                     let (kernel, stride) = (kernel_size.pair(), strides.pair());
-                    kernel
-                        .iter()
-                        .try_for_each(|&k| positive("kernel_size", k))?;
+                    kernel.iter().try_for_each(|&k| positive("kernel_size", k))?;
                     stride.iter().try_for_each(|&s| positive("strides", s))?;
-                    let kind = LayerKind::Conv2d {
-                        filters: *filters,
-                        kernel,
-                        stride,
-                        padding: *padding,
-                    };
-                    layers.push(LayerSpec {
-                        name: name_for(name, "conv"),
-                        kind,
-                    });
+                    let kind = LayerKind::Conv2d { filters: *filters, kernel, stride, padding: *padding };
+                    layers.push(LayerSpec { name: name_for(name, "conv"), kind });
                     push_activation(&mut layers, activation, &mut name_for);
                 }
-                LayerConfig::Maxpool {
-                    name,
-                    pool_size,
-                    strides,
-                } => {
+                LayerConfig::Maxpool { name, pool_size, strides } => {
                     let size = pool_size.pair();
                     let stride = strides.map(Size2::pair).unwrap_or(size);
                     size.iter().try_for_each(|&k| positive("pool_size", k))?;
                     stride.iter().try_for_each(|&s| positive("strides", s))?;
-                    layers.push(LayerSpec {
-                        name: name_for(name, "pool"),
-                        kind: LayerKind::MaxPool { size, stride },
-                    });
+                    layers.push(LayerSpec { name: name_for(name, "pool"), kind: LayerKind::MaxPool { size, stride } });
                 }
-                LayerConfig::Dense {
-                    name,
-                    units,
-                    activation,
-                } => {
+                LayerConfig::Dense { name, units, activation } => {
                     positive("units", *units)?;
-                    layers.push(LayerSpec {
-                        name: name_for(name, "dense"),
-                        kind: LayerKind::Dense { units: *units },
-                    });
+                    layers.push(LayerSpec { name: name_for(name, "dense"), kind: LayerKind::Dense { units: *units } });
                     push_activation(&mut layers, activation, &mut name_for);
                 }
-                LayerConfig::Relu { name } => layers.push(LayerSpec {
-                    name: name_for(name, "relu"),
-                    kind: LayerKind::Relu,
-                }),
+                LayerConfig::Relu { name } => layers.push(LayerSpec { name: name_for(name, "relu"), kind: LayerKind::Relu }),
                 LayerConfig::Dropout { name, rate } => {
                     if !(0.0..1.0).contains(rate) {
                         return Err(bad(key("rate"), format!("must be in [0, 1), got {rate}")));
                     }
-                    layers.push(LayerSpec {
-                        name: name_for(name, "dropout"),
-                        kind: LayerKind::Dropout { rate: *rate },
-                    });
+                    layers.push(LayerSpec { name: name_for(name, "dropout"), kind: LayerKind::Dropout { rate: *rate } });
                 }
-                LayerConfig::Flatten { name } => layers.push(LayerSpec {
-                    name: name_for(name, "flatten"),
-                    kind: LayerKind::Flatten,
-                }),
+                LayerConfig::Flatten { name } => layers.push(LayerSpec { name: name_for(name, "flatten"), kind: LayerKind::Flatten }),
             }
         }
         let mut seen = std::collections::HashSet::new();
         for l in &layers {
             if !seen.insert(l.name.as_str()) {
-                return Err(bad(
-                    "model.layers",
-                    format!("two layers are named '{}'", l.name),
-                ));
+                return Err(bad("model.layers", format!("two layers are named '{}'", l.name)));
             }
         }
-        let spec = ModelSpec {
-            input_shape: self.input_shape,
-            num_classes: self.num_classes,
-            layers,
-        };
+        let spec = ModelSpec { input_shape: self.input_shape, num_classes: self.num_classes, layers };
         spec.shapes()?;
         Ok(spec)
     }
@@ -433,98 +353,50 @@ fn push_activation(
     name_for: &mut impl FnMut(&Option<String>, &str) -> String,
 ) {
     if let Some(Activation::Relu) = activation {
-        layers.push(LayerSpec {
-            name: name_for(&None, "relu"),
-            kind: LayerKind::Relu,
-        });
+        layers.push(LayerSpec { name: name_for(&None, "relu"), kind: LayerKind::Relu });
     }
 }
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let positive = |key: &str, v: usize| {
-            if v == 0 {
-                Err(bad(format!("train.{key}"), "must be at least 1, got 0"))
-            } else {
-                Ok(())
-            }
+            if v == 0 { Err(bad(format!("train.{key}"), "must be at least 1, got 0")) } else { Ok(()) }
         };
         positive("epochs", self.epochs)?;
         positive("batch_size", self.batch_size)?;
         positive("eval_batch_size", self.eval_batch_size)?;
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(bad(
-                "train.learning_rate",
-                format!("must be a positive number, got {}", self.learning_rate),
-            ));
+            return Err(bad("train.learning_rate", format!("must be a positive number, got {}", self.learning_rate)));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(bad(
-                "train.weight_decay",
-                format!("must be zero or positive, got {}", self.weight_decay),
-            ));
+            return Err(bad("train.weight_decay", format!("must be zero or positive, got {}", self.weight_decay)));
         }
         let unit = |key: &str, v: f32| {
-            if (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(bad(
-                    format!("train.optimizer.{key}"),
-                    format!("must be in [0, 1), got {v}"),
-                ))
-            }
+            if (0.0..1.0).contains(&v) { Ok(()) } else { Err(bad(format!("train.optimizer.{key}"), format!("must be in [0, 1), got {v}"))) }
         };
         match &self.optimizer {
             OptimizerConfig::Sgd => {}
             OptimizerConfig::Momentum { momentum, .. } => unit("momentum", *momentum)?,
-            OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                epsilon,
-            }
-            | OptimizerConfig::Adamw {
-                beta1,
-                beta2,
-                epsilon,
-            } => {
+            OptimizerConfig::Adam { beta1, beta2, epsilon } | OptimizerConfig::Adamw { beta1, beta2, epsilon } => {
                 unit("beta1", *beta1)?;
                 unit("beta2", *beta2)?;
                 if !(epsilon.is_finite() && *epsilon > 0.0) {
-                    return Err(bad(
-                        "train.optimizer.epsilon",
-                        format!("must be a positive number, got {epsilon}"),
-                    ));
+                    return Err(bad("train.optimizer.epsilon", format!("must be a positive number, got {epsilon}")));
                 }
             }
         }
         let rate = |v: f32| {
-            if v > 0.0 && v <= 1.0 {
-                Ok(())
-            } else {
-                Err(bad(
-                    "train.schedule.decay_rate",
-                    format!("must be in (0, 1], got {v}"),
-                ))
-            }
+            if v > 0.0 && v <= 1.0 { Ok(()) } else { Err(bad("train.schedule.decay_rate", format!("must be in (0, 1], got {v}"))) }
         };
         match &self.schedule {
             ScheduleConfig::Constant => {}
-            ScheduleConfig::Exponential {
-                decay_rate,
-                decay_epochs,
-            } => {
+            ScheduleConfig::Exponential { decay_rate, decay_epochs } => {
                 rate(*decay_rate)?;
                 if !(decay_epochs.is_finite() && *decay_epochs > 0.0) {
-                    return Err(bad(
-                        "train.schedule.decay_epochs",
-                        format!("must be a positive number, got {decay_epochs}"),
-                    ));
+                    return Err(bad("train.schedule.decay_epochs", format!("must be a positive number, got {decay_epochs}")));
                 }
             }
-            ScheduleConfig::Step {
-                decay_rate,
-                step_epochs,
-            } => {
+            ScheduleConfig::Step { decay_rate, step_epochs } => {
                 rate(*decay_rate)?;
                 positive("schedule.step_epochs", *step_epochs)?;
             }
@@ -532,10 +404,7 @@ impl TrainConfig {
                 if !(0.0..=self.learning_rate).contains(min_learning_rate) {
                     return Err(bad(
                         "train.schedule.min_learning_rate",
-                        format!(
-                            "must be in [0, learning_rate = {}], got {min_learning_rate}",
-                            self.learning_rate
-                        ),
+                        format!("must be in [0, learning_rate = {}], got {min_learning_rate}", self.learning_rate),
                     ));
                 }
             }

@@ -17,25 +17,11 @@ pub struct Param {
 }
 
 enum Op {
-    Conv2d {
-        geom: Conv2dGeometry,
-        weight: usize,
-        bias: usize,
-    },
-    MaxPool {
-        geom: PoolGeometry,
-    },
-    Dense {
-        inputs: usize,
-        outputs: usize,
-        weight: usize,
-        bias: usize,
-    },
+    Conv2d { geom: Conv2dGeometry, weight: usize, bias: usize },
+    MaxPool { geom: PoolGeometry },
+    Dense { inputs: usize, outputs: usize, weight: usize, bias: usize },
     Relu,
-    Dropout {
-        rate: f32,
-        id: u32,
-    },
+    Dropout { rate: f32, id: u32 },
     Flatten,
 }
 
@@ -74,34 +60,20 @@ impl Network {
             let values = if name.ends_with(".bias") {
                 vec![0.0; shape.iter().product()]
             } else {
-                glorot_uniform(
-                    &shape,
-                    seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                )
+                glorot_uniform(&shape, seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             };
-            params.push(Param {
-                value: Tensor::from_host(&device, &name, &shape, &values)?,
-                name,
-            });
+            params.push(Param { value: Tensor::from_host(&device, &name, &shape, &values)?, name });
         }
         Self::with_params(spec, device, params, seed)
     }
 
     /// A network with the given parameters (names and shapes must match the spec's).
-    pub fn from_params(
-        spec: ModelSpec,
-        device: Device,
-        values: Vec<(String, Vec<usize>, Vec<f32>)>,
-    ) -> Result<Self> {
+    pub fn from_params(spec: ModelSpec, device: Device, values: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Self> {
         let expected = spec.parameters()?;
         if expected.len() != values.len() {
             return Err(EngineError::Tensor {
                 name: "parameters".into(),
-                message: format!(
-                    "the architecture has {} parameter tensors, {} were given",
-                    expected.len(),
-                    values.len()
-                ),
+                message: format!("the architecture has {} parameter tensors, {} were given", expected.len(), values.len()),
             });
         }
         let mut params = Vec::with_capacity(values.len());
@@ -109,15 +81,10 @@ impl Network {
             if name != given_name || shape != given_shape {
                 return Err(EngineError::Tensor {
                     name: given_name,
-                    message: format!(
-                        "expected '{name}' of shape {shape:?}, got shape {given_shape:?}"
-                    ),
+                    message: format!("expected '{name}' of shape {shape:?}, got shape {given_shape:?}"),
                 });
             }
-            params.push(Param {
-                value: Tensor::from_host(&device, &name, &shape, &data)?,
-                name,
-            });
+            params.push(Param { value: Tensor::from_host(&device, &name, &shape, &data)?, name });
         }
         Self::with_params(spec, device, params, 0)
     }
@@ -134,45 +101,24 @@ impl Network {
                     next_param += 2;
                     (
                         Op::Conv2d {
-                            geom: layer
-                                .conv_geometry(input)
-                                .expect("shapes() checked every layer"),
+                            geom: layer.conv_geometry(input).expect("shapes() checked every layer"),
                             weight: next_param - 2,
                             bias: next_param - 1,
                         },
                         false,
                     )
                 }
-                LayerKind::MaxPool { .. } => (
-                    Op::MaxPool {
-                        geom: layer
-                            .pool_geometry(input)
-                            .expect("shapes() checked every layer"),
-                    },
-                    false,
-                ),
+                LayerKind::MaxPool { .. } => {
+                    (Op::MaxPool { geom: layer.pool_geometry(input).expect("shapes() checked every layer") }, false)
+                }
                 LayerKind::Dense { units } => {
                     next_param += 2;
-                    (
-                        Op::Dense {
-                            inputs: input.len(),
-                            outputs: units,
-                            weight: next_param - 2,
-                            bias: next_param - 1,
-                        },
-                        false,
-                    )
+                    (Op::Dense { inputs: input.len(), outputs: units, weight: next_param - 2, bias: next_param - 1 }, false)
                 }
                 LayerKind::Relu => (Op::Relu, true),
                 LayerKind::Dropout { rate } => {
                     dropouts += 1;
-                    (
-                        Op::Dropout {
-                            rate,
-                            id: dropouts - 1,
-                        },
-                        true,
-                    )
+                    (Op::Dropout { rate, id: dropouts - 1 }, true)
                 }
                 LayerKind::Flatten => (Op::Flatten, true),
             };
@@ -181,23 +127,11 @@ impl Network {
                 slot_lens.push(output.len());
                 slot = slot_lens.len() - 1;
             }
-            stages.push(Stage {
-                op,
-                input: input_slot,
-                output: slot,
-                out_len: output.len(),
-            });
+            stages.push(Stage { op, input: input_slot, output: slot, out_len: output.len() });
         }
         debug_assert_eq!(next_param, params.len());
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self {
-            spec,
-            device,
-            stages,
-            params,
-            slot_lens,
-            dropout_seed,
-        })
+        Ok(Self { spec, device, stages, params, slot_lens, dropout_seed })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -227,10 +161,7 @@ impl Network {
 
     /// Reads every parameter back to the host: `(name, shape, values)`.
     pub fn export_params(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        self.params
-            .iter()
-            .map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.to_host()))
-            .collect()
+        self.params.iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.to_host())).collect()
     }
 
     /// Buffers for batches of up to `capacity` examples; `training` adds gradient buffers.
@@ -238,24 +169,15 @@ impl Network {
         let capacity = capacity.max(1);
         let d = &self.device;
         let classes = self.num_classes();
-        let acts: Vec<Tensor> = self
-            .slot_lens
-            .iter()
-            .map(|&len| Tensor::zeros(d, &[capacity, len]))
-            .collect();
+        let acts: Vec<Tensor> = self.slot_lens.iter().map(|&len| Tensor::zeros(d, &[capacity, len])).collect();
         let act_grads = self
             .slot_lens
             .iter()
             .enumerate()
             .map(|(slot, &len)| (training && slot > 0).then(|| Tensor::zeros(d, &[capacity, len])))
             .collect();
-        let argmax = self
-            .stages
-            .iter()
-            .map(|s| {
-                matches!(s.op, Op::MaxPool { .. }).then(|| Tensor::zeros(d, &[capacity, s.out_len]))
-            })
-            .collect();
+        let argmax =
+            self.stages.iter().map(|s| matches!(s.op, Op::MaxPool { .. }).then(|| Tensor::zeros(d, &[capacity, s.out_len]))).collect();
         Workspace {
             capacity,
             acts,
@@ -276,11 +198,7 @@ impl Network {
     /// Forward pass over the first `n` examples already in slot 0. `dropout_step` is `Some(step)`
     /// in training (dropout on, mask keyed by the step) and `None` in inference.
     pub fn forward(&self, ws: &mut Workspace, n: usize, dropout_step: Option<u32>) {
-        assert!(
-            n <= ws.capacity,
-            "batch of {n} exceeds the workspace capacity {}",
-            ws.capacity
-        );
+        assert!(n <= ws.capacity, "batch of {n} exceeds the workspace capacity {}", ws.capacity);
         let d = &self.device;
         let p = &self.params;
         for (li, s) in self.stages.iter().enumerate() {
@@ -291,40 +209,16 @@ impl Network {
                 }
                 Op::MaxPool { geom } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
-                    d.max_pool_forward(
-                        geom,
-                        n,
-                        x,
-                        y,
-                        ws.argmax[li].as_mut().expect("pool argmax buffer"),
-                    );
+                    d.max_pool_forward(geom, n, x, y, ws.argmax[li].as_mut().expect("pool argmax buffer"));
                 }
-                Op::Dense {
-                    inputs,
-                    outputs,
-                    weight,
-                    bias,
-                } => {
+                Op::Dense { inputs, outputs, weight, bias } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
-                    d.dense_forward(
-                        n,
-                        *inputs,
-                        *outputs,
-                        x,
-                        &p[*weight].value,
-                        &p[*bias].value,
-                        y,
-                    );
+                    d.dense_forward(n, *inputs, *outputs, x, &p[*weight].value, &p[*bias].value, y);
                 }
                 Op::Relu => d.relu_forward(n * s.out_len, &mut ws.acts[s.output]),
                 Op::Dropout { rate, id } => {
                     if let Some(step) = dropout_step {
-                        d.dropout(
-                            n * s.out_len,
-                            self.dropout_key(*id, step),
-                            *rate,
-                            &mut ws.acts[s.output],
-                        );
+                        d.dropout(n * s.out_len, self.dropout_key(*id, step), *rate, &mut ws.acts[s.output]);
                     }
                 }
                 Op::Flatten => {}
@@ -333,11 +227,7 @@ impl Network {
     }
 
     fn dropout_key(&self, id: u32, step: u32) -> DropoutKey {
-        DropoutKey {
-            seed: self.dropout_seed,
-            layer: id,
-            step,
-        }
+        DropoutKey { seed: self.dropout_seed, layer: id, step }
     }
 
     /// Backward pass from the logits' gradient (already in place) into `grads`, one per parameter.
@@ -356,12 +246,7 @@ impl Network {
                         d.conv2d_backward_input(geom, n, dy, &p[*weight].value, dx);
                     }
                 }
-                Op::Dense {
-                    inputs,
-                    outputs,
-                    weight,
-                    bias,
-                } => {
+                Op::Dense { inputs, outputs, weight, bias } => {
                     let (dw, db) = pair_mut(grads, *weight, *bias);
                     let dy = ws.act_grads[s.output].as_ref().expect("training workspace");
                     d.dense_backward_weight(n, *inputs, *outputs, &ws.acts[s.input], dy, dw, db);
@@ -374,10 +259,7 @@ impl Network {
                     if needs_input_grad {
                         let argmax = ws.argmax[li].as_ref().expect("pool argmax buffer");
                         let (dy, dx) = pair(&mut ws.act_grads, s.output, s.input);
-                        let (dy, dx) = (
-                            dy.as_ref().expect("training workspace"),
-                            dx.as_mut().expect("training workspace"),
-                        );
+                        let (dy, dx) = (dy.as_ref().expect("training workspace"), dx.as_mut().expect("training workspace"));
                         d.max_pool_backward(geom, n, dy, argmax, dx);
                     }
                 }
@@ -387,12 +269,7 @@ impl Network {
                 }
                 Op::Dropout { rate, id } if s.output != 0 => {
                     let dy = ws.act_grads[s.output].as_mut().expect("training workspace");
-                    d.dropout(
-                        n * s.out_len,
-                        self.dropout_key(*id, dropout_step),
-                        *rate,
-                        dy,
-                    );
+                    d.dropout(n * s.out_len, self.dropout_key(*id, dropout_step), *rate, dy);
                 }
                 Op::Relu | Op::Dropout { .. } | Op::Flatten => {}
             }
@@ -401,49 +278,24 @@ impl Network {
 
     /// One training step on `n` examples: upload, forward, loss, backward, optimizer update.
     /// Reads back only the loss sum and the correct count.
-    pub fn train_step(
-        &mut self,
-        ws: &mut Workspace,
-        opt: &mut Optimizer,
-        pixels: &[u8],
-        labels: &[u8],
-        lr: f32,
-        step: u32,
-    ) -> StepStats {
+    pub fn train_step(&mut self, ws: &mut Workspace, opt: &mut Optimizer, pixels: &[u8], labels: &[u8], lr: f32, step: u32) -> StepStats {
         let n = labels.len();
         assert!(ws.is_training(), "train_step needs a training workspace");
-        assert_eq!(
-            pixels.len(),
-            n * self.input_len(),
-            "pixels for {n} examples"
-        );
+        assert_eq!(pixels.len(), n * self.input_len(), "pixels for {n} examples");
         self.device.upload_images_u8(pixels, &mut ws.acts[0]);
         for (dst, &l) in ws.host_labels.iter_mut().zip(labels) {
             *dst = l as u32;
         }
-        ws.labels
-            .write_host("labels", &ws.host_labels[..n])
-            .expect("labels fit the workspace");
+        ws.labels.write_host("labels", &ws.host_labels[..n]).expect("labels fit the workspace");
         self.forward(ws, n, Some(step));
         let logits = self.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().expect("training workspace");
-        self.device.softmax_xent(
-            n,
-            self.num_classes(),
-            &ws.acts[logits],
-            &ws.labels,
-            dlogits,
-            &mut ws.stats,
-        );
+        self.device.softmax_xent(n, self.num_classes(), &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats);
         self.backward(ws, opt.grads_mut(), n, step);
         opt.apply(&self.device, &mut self.params, lr);
         let mut stats = [0.0f32; 2];
         ws.stats.read_host_into(&mut stats);
-        StepStats {
-            loss_sum: stats[0],
-            correct: stats[1] as u32,
-            examples: n,
-        }
+        StepStats { loss_sum: stats[0], correct: stats[1] as u32, examples: n }
     }
 
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class
@@ -451,10 +303,8 @@ impl Network {
     pub fn infer_uploaded(&self, ws: &mut Workspace, n: usize) {
         self.forward(ws, n, None);
         let logits = &ws.acts[self.logits_slot()];
-        self.device
-            .softmax(n, self.num_classes(), logits, &mut ws.probs);
-        self.device
-            .argmax(n, self.num_classes(), logits, &mut ws.classes);
+        self.device.softmax(n, self.num_classes(), logits, &mut ws.probs);
+        self.device.argmax(n, self.num_classes(), logits, &mut ws.classes);
     }
 
     /// Uploads `n` float examples into slot 0.
@@ -470,10 +320,7 @@ impl Network {
 
 fn grad_pair(ws: &mut Workspace, dy_slot: usize, dx_slot: usize) -> (&Tensor, &mut Tensor) {
     let (dy, dx) = pair(&mut ws.act_grads, dy_slot, dx_slot);
-    (
-        dy.as_ref().expect("training workspace"),
-        dx.as_mut().expect("training workspace"),
-    )
+    (dy.as_ref().expect("training workspace"), dx.as_mut().expect("training workspace"))
 }
 
 /// Glorot / Xavier uniform for a weight of `shape` (fans from its last axis and the rest).
@@ -485,9 +332,7 @@ fn glorot_uniform(shape: &[usize], seed: u64) -> Vec<f32> {
     let fan_out = fan_out * receptive;
     let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
     let mut rng = SplitMix64::new(seed);
-    (0..len)
-        .map(|_| (rng.next_f32() * 2.0 - 1.0) * limit)
-        .collect()
+    (0..len).map(|_| (rng.next_f32() * 2.0 - 1.0) * limit).collect()
 }
 
 impl Shape {
@@ -579,7 +424,11 @@ mod tests {
                 net.params[pi].value = Tensor::from_host(&net.device, "p", net.params[pi].value.shape(), &values).unwrap();
                 let numeric = (up - down) / (2.0 * eps);
                 let name = &net.params[pi].name;
-                assert!((numeric - analytic[i]).abs() <= 2e-3 + 5e-2 * numeric.abs(), "{name}[{i}]: numeric {numeric} vs analytic {}", analytic[i]);
+                assert!(
+                    (numeric - analytic[i]).abs() <= 2e-3 + 5e-2 * numeric.abs(),
+                    "{name}[{i}]: numeric {numeric} vs analytic {}",
+                    analytic[i]
+                );
             }
         }
     }

@@ -30,9 +30,7 @@ impl TryFrom<PaddingRepr> for Padding {
             PaddingRepr::Name(s) => match s.to_ascii_lowercase().as_str() {
                 "same" => Ok(Padding::Same),
                 "valid" => Ok(Padding::Valid),
-                _ => Err(format!(
-                    "padding must be \"same\", \"valid\" or a number of pixels, got \"{s}\""
-                )),
+                _ => Err(format!("padding must be \"same\", \"valid\" or a number of pixels, got \"{s}\"")),
             },
         }
     }
@@ -129,9 +127,7 @@ impl ModelSpec {
     pub fn shapes(&self) -> Result<Vec<Shape>> {
         let mut shapes = vec![self.input()];
         for (i, layer) in self.layers.iter().enumerate() {
-            let out = layer
-                .output_shape(*shapes.last().unwrap())
-                .map_err(|message| layer.error(i, message))?;
+            let out = layer.output_shape(*shapes.last().unwrap()).map_err(|message| layer.error(i, message))?;
             shapes.push(out);
         }
         let last = shapes.last().unwrap();
@@ -139,7 +135,12 @@ impl ModelSpec {
             let i = self.layers.len() - 1;
             return Err(self.layers[i].error(
                 i,
-                format!("the model must end in {} class logits (a dense layer with units = {}), but outputs {}", self.num_classes, self.num_classes, last.describe()),
+                format!(
+                    "the model must end in {} class logits (a dense layer with units = {}), but outputs {}",
+                    self.num_classes,
+                    self.num_classes,
+                    last.describe()
+                ),
             ));
         }
         Ok(shapes)
@@ -151,16 +152,9 @@ impl ModelSpec {
         let mut params = Vec::new();
         for (layer, input) in self.layers.iter().zip(&shapes) {
             match layer.kind {
-                LayerKind::Conv2d {
-                    filters, kernel, ..
-                } => {
-                    let Shape::Image { c, .. } = *input else {
-                        unreachable!("checked by shapes()")
-                    };
-                    params.push((
-                        format!("{}.weight", layer.name),
-                        vec![kernel[0], kernel[1], c, filters],
-                    ));
+                LayerKind::Conv2d { filters, kernel, .. } => {
+                    let Shape::Image { c, .. } = *input else { unreachable!("checked by shapes()") };
+                    params.push((format!("{}.weight", layer.name), vec![kernel[0], kernel[1], c, filters]));
                     params.push((format!("{}.bias", layer.name), vec![filters]));
                 }
                 LayerKind::Dense { units } => {
@@ -176,12 +170,7 @@ impl ModelSpec {
 
 impl LayerSpec {
     fn error(&self, index: usize, message: String) -> EngineError {
-        EngineError::Shape {
-            index,
-            kind: self.kind.type_name().into(),
-            name: self.name.clone(),
-            message,
-        }
+        EngineError::Shape { index, kind: self.kind.type_name().into(), name: self.name.clone(), message }
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
@@ -189,26 +178,15 @@ impl LayerSpec {
             LayerKind::Conv2d { filters, .. } => {
                 let g = self.conv_geometry(input)?;
                 debug_assert_eq!(g.out_c, filters);
-                Ok(Shape::Image {
-                    h: g.out_h,
-                    w: g.out_w,
-                    c: g.out_c,
-                })
+                Ok(Shape::Image { h: g.out_h, w: g.out_w, c: g.out_c })
             }
             LayerKind::MaxPool { .. } => {
                 let g = self.pool_geometry(input)?;
-                Ok(Shape::Image {
-                    h: g.out_h,
-                    w: g.out_w,
-                    c: g.channels,
-                })
+                Ok(Shape::Image { h: g.out_h, w: g.out_w, c: g.channels })
             }
             LayerKind::Dense { units } => match input {
                 Shape::Flat(_) => Ok(Shape::Flat(units)),
-                Shape::Image { .. } => Err(format!(
-                    "needs a flat input but gets {}; add a flatten layer before it",
-                    input.describe()
-                )),
+                Shape::Image { .. } => Err(format!("needs a flat input but gets {}; add a flatten layer before it", input.describe())),
             },
             LayerKind::Flatten => Ok(Shape::Flat(input.len())),
             LayerKind::Relu | LayerKind::Dropout { .. } => Ok(input),
@@ -217,20 +195,11 @@ impl LayerSpec {
 
     /// The convolution's geometry for `input`, or why it does not fit.
     pub fn conv_geometry(&self, input: Shape) -> Result<Conv2dGeometry, String> {
-        let LayerKind::Conv2d {
-            filters,
-            kernel,
-            stride,
-            padding,
-        } = self.kind
-        else {
+        let LayerKind::Conv2d { filters, kernel, stride, padding } = self.kind else {
             return Err("not a conv2d layer".into());
         };
         let Shape::Image { h, w, c } = input else {
-            return Err(format!(
-                "needs an image input [height, width, channels] but gets {}",
-                input.describe()
-            ));
+            return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
         };
         let axis = |size: usize, k: usize, s: usize| -> Result<(usize, usize), String> {
             match padding {
@@ -240,16 +209,9 @@ impl LayerSpec {
                     Ok((out, total / 2))
                 }
                 Padding::Valid | Padding::Explicit(_) => {
-                    let pad = if let Padding::Explicit(p) = padding {
-                        p
-                    } else {
-                        0
-                    };
+                    let pad = if let Padding::Explicit(p) = padding { p } else { 0 };
                     if size + 2 * pad < k {
-                        return Err(format!(
-                            "kernel {}x{} does not fit input {h}x{w}x{c} with padding {pad}",
-                            kernel[0], kernel[1]
-                        ));
+                        return Err(format!("kernel {}x{} does not fit input {h}x{w}x{c} with padding {pad}", kernel[0], kernel[1]));
                     }
                     Ok(((size + 2 * pad - k) / s + 1, pad))
                 }
@@ -279,16 +241,10 @@ impl LayerSpec {
             return Err("not a maxpool layer".into());
         };
         let Shape::Image { h, w, c } = input else {
-            return Err(format!(
-                "needs an image input [height, width, channels] but gets {}",
-                input.describe()
-            ));
+            return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
         };
         if h < size[0] || w < size[1] {
-            return Err(format!(
-                "pool window {}x{} does not fit input {h}x{w}x{c}",
-                size[0], size[1]
-            ));
+            return Err(format!("pool window {}x{} does not fit input {h}x{w}x{c}", size[0], size[1]));
         }
         Ok(PoolGeometry {
             in_h: h,

@@ -10,38 +10,21 @@ pub fn random(len: usize, seed: u64) -> Vec<f32> {
 
 /// Distinct values far apart (no ties, no values near 0), shuffled: safe for max / ReLU kinks.
 pub fn distinct(len: usize, seed: u64) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..len)
-        .map(|i| (i as f32 - len as f32 / 2.0 + 0.25) * 0.1)
-        .collect();
+    let mut v: Vec<f32> = (0..len).map(|i| (i as f32 - len as f32 / 2.0 + 0.25) * 0.1).collect();
     SplitMix64::new(seed).shuffle(&mut v);
     v
 }
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| *x as f64 * *y as f64)
-        .sum::<f64>() as f32
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>() as f32
 }
 
 /// Compares `analytic` with central differences of `loss` around `x` at up to 40 sampled
 /// indices, with |num - ana| <= atol + rtol * |num|.
-pub fn check_gradient(
-    what: &str,
-    x: &[f32],
-    analytic: &[f32],
-    eps: f32,
-    atol: f32,
-    rtol: f32,
-    mut loss: impl FnMut(&[f32]) -> f32,
-) {
+pub fn check_gradient(what: &str, x: &[f32], analytic: &[f32], eps: f32, atol: f32, rtol: f32, mut loss: impl FnMut(&[f32]) -> f32) {
     assert_eq!(x.len(), analytic.len(), "{what}: gradient length");
     let mut rng = SplitMix64::new(99);
-    let picks: Vec<usize> = if x.len() <= 40 {
-        (0..x.len()).collect()
-    } else {
-        (0..40).map(|_| rng.below(x.len())).collect()
-    };
+    let picks: Vec<usize> = if x.len() <= 40 { (0..x.len()).collect() } else { (0..40).map(|_| rng.below(x.len())).collect() };
     let mut probe = x.to_vec();
     for i in picks {
         probe[i] = x[i] + eps;
@@ -51,10 +34,6 @@ pub fn check_gradient(
         probe[i] = x[i];
         let numeric = ((up - down) / (2.0 * eps as f64)) as f32;
         let diff = (numeric - analytic[i]).abs();
-        assert!(
-            diff <= atol + rtol * numeric.abs(),
-            "{what}[{i}]: numeric {numeric} vs analytic {} (diff {diff})",
-            analytic[i]
-        );
+        assert!(diff <= atol + rtol * numeric.abs(), "{what}[{i}]: numeric {numeric} vs analytic {} (diff {diff})", analytic[i]);
     }
 }

@@ -1,0 +1,180 @@
+//! The `trainer` binary end to end: outputs, subcommands, and its error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).env("RUST_LOG", "warn").output().expect("run trainer")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn quick_train(dir: &Path, extra: &[&str]) -> Output {
+    let repo = repo();
+    let (config, data) = (repo.join("trainer/HyperParams.config"), repo.join("data/mnist"));
+    let (models, results) = (dir.join("models"), dir.join("results"));
+    let mut args = vec![
+        "--config_file",
+        config.to_str().unwrap(),
+        "--data_dir",
+        data.to_str().unwrap(),
+        "--model_dir",
+        models.to_str().unwrap(),
+        "--result_dir",
+        results.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--train_limit",
+        "300",
+        "--test_limit",
+        "200",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    trainer(&args)
+}
+
+#[test]
+fn trains_exports_and_writes_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = quick_train(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let exports: Vec<PathBuf> = std::fs::read_dir(dir.path().join("models/output")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(exports.len(), 1, "one export, no leftovers: {exports:?}");
+    let export = &exports[0];
+    let stamp = export.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(stamp.parse::<u64>().unwrap() > 1_600_000_000, "unix seconds: {stamp}");
+    assert!(export.join("model.json").is_file() && export.join("weights.safetensors").is_file());
+
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("results/{stamp}.json"))).unwrap()).unwrap();
+    let acc = results["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(results["test_loss"].as_f64().unwrap().is_finite());
+    let epoch = &results["epochs"][0];
+    for key in ["epoch", "train_loss", "train_accuracy", "test_accuracy", "seconds", "images_per_second"] {
+        assert!(!epoch[key].is_null(), "epochs[0].{key} missing");
+    }
+    let cm = results["confusion_matrix"].as_array().unwrap();
+    assert_eq!(cm.len(), 10);
+    let total: u64 = cm.iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 200);
+    let per_class = results["per_class"].as_array().unwrap();
+    assert_eq!(per_class.len(), 10);
+    for key in ["precision", "recall", "f1"] {
+        assert!(per_class[0][key].is_number(), "per_class[0].{key}");
+    }
+    assert_eq!(results["config"]["train"]["epochs"], 1, "the config with overrides applied");
+    assert!(results["device"].as_str().unwrap().starts_with("cpu"));
+    assert_eq!(Path::new(results["export_path"].as_str().unwrap()), export);
+    assert!(results["peak_rss_bytes"].as_u64().unwrap() > 0);
+
+    let png = std::fs::read(dir.path().join(format!("results/{stamp}.png"))).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // evaluate the export: the same accuracy on the same 200... here on the full test set
+    let data = repo().join("data/mnist");
+    let out =
+        trainer(&["evaluate", "--model", export.to_str().unwrap(), "--data_dir", data.to_str().unwrap(), "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["test_images"], 10_000);
+    assert!((0.0..=1.0).contains(&ev["test_accuracy"].as_f64().unwrap()));
+    let out = trainer(&["evaluate", "--model", export.to_str().unwrap(), "--data_dir", data.to_str().unwrap(), "--device", "cpu"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("test accuracy "), "{}", text(&out));
+}
+
+#[test]
+fn dashed_flags_and_train_subcommand_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo();
+    let out = trainer(&[
+        "train",
+        "--config-file",
+        repo.join("trainer/HyperParams.config").to_str().unwrap(),
+        "--data-dir",
+        repo.join("data/mnist").to_str().unwrap(),
+        "--model-dir",
+        dir.path().join("m").to_str().unwrap(),
+        "--result-dir",
+        dir.path().join("r").to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--train-limit",
+        "100",
+        "--test-limit",
+        "100",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.path().join("m/output").read_dir().unwrap().count() == 1);
+}
+
+#[test]
+fn bad_config_names_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.config");
+    let text_in = std::fs::read_to_string(repo().join("trainer/HyperParams.config")).unwrap();
+    std::fs::write(&config, text_in.replace("rate = 0.4", "rate = 4.0")).unwrap();
+    let out = quick_train(dir.path(), &["--config_file", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("bad.config") && t.contains("model.layers[6].rate") && !t.contains("panicked"), "{t}");
+    assert!(!dir.path().join("models").exists(), "nothing exported");
+}
+
+#[test]
+fn bad_override_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = quick_train(dir.path(), &["--batch_size", "0"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("train.batch_size"), "{}", text(&out));
+}
+
+#[test]
+fn missing_data_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = quick_train(dir.path(), &["--data_dir", dir.path().join("nowhere").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("nowhere") && t.contains("scripts/fetch-mnist") && !t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn gpu_without_a_gpu_backend_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = quick_train(dir.path(), &["--device", "gpu"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("--device gpu") && !t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn evaluate_names_a_broken_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trainer(&["evaluate", "--model", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("model.json") && !t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn help_explains_the_flags() {
+    let out = trainer(&["--help"]);
+    assert!(out.status.success());
+    let t = text(&out);
+    for flag in ["--config_file", "--model_dir", "--result_dir", "--data_dir", "--epochs", "--batch_size", "--device", "evaluate"] {
+        assert!(t.contains(flag), "--help lacks {flag}");
+    }
+}

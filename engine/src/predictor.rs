@@ -41,7 +41,7 @@ impl Inference {
     /// Predicts for `images`: `n * input_len` floats in [0, 1], NHWC.
     pub fn predict(&mut self, network: &Network, images: &[f32]) -> Result<Prediction> {
         let len = network.input_len();
-        if images.len() % len != 0 {
+        if !images.len().is_multiple_of(len) {
             return Err(EngineError::Tensor {
                 name: crate::export::INPUT_NAME.into(),
                 message: format!("{} values are not a whole number of {len}-value images", images.len()),

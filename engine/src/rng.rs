@@ -30,7 +30,7 @@ impl SplitMix64 {
 
     /// Uniform integer in [0, bound) (bound > 0), by Lemire's multiply-shift.
     pub fn below(&mut self, bound: usize) -> usize {
-        ((self.next_u64() >> 32) * bound as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * bound as u64) >> 32) as usize
     }
 
     /// Fisher-Yates shuffle.

@@ -1,5 +1,6 @@
 //! Forward ops against naive direct implementations (the gradient checks prove consistency
 //! between forward and backward; these prove the forward computes the right function).
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 

@@ -80,7 +80,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut batch_pixels = vec![0u8; tc.batch_size * image_len];
     let mut batch_labels = vec![0u8; tc.batch_size];
-    let mut shuffle_rng = SplitMix64::new(tc.seed ^ 0x5348_5546_464C_45);
+    let mut shuffle_rng = SplitMix64::new(tc.seed ^ 0x0053_4855_4646_4C45);
     let log_every = (steps_per_epoch / CURVE_POINTS_PER_EPOCH).max(1);
 
     let mut epochs = Vec::new();

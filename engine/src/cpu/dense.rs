@@ -4,7 +4,6 @@ use rayon::prelude::*;
 
 use super::elementwise::add_assign;
 use super::gemm::{MatRef, Threads, matmul};
-use super::vectorized;
 use crate::device::CpuDevice;
 
 pub fn forward(n: usize, inputs: usize, outputs: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {

@@ -2,7 +2,6 @@
 
 use rayon::prelude::*;
 
-use super::vectorized;
 use crate::rng::DropoutMask;
 
 const BLOCK: usize = 1 << 14;

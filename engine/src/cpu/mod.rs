@@ -13,7 +13,6 @@ macro_rules! vectorized {
         $item
     };
 }
-pub(crate) use vectorized;
 
 pub mod conv2d;
 pub mod dense;

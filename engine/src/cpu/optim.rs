@@ -2,8 +2,6 @@
 
 use rayon::prelude::*;
 
-use super::vectorized;
-
 const BLOCK: usize = 1 << 14;
 
 /// Plain SGD with L2 weight decay folded into the gradient.

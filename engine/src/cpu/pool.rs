@@ -3,7 +3,6 @@
 
 use rayon::prelude::*;
 
-use super::vectorized;
 use crate::backend::PoolGeometry;
 
 pub fn max_forward(g: &PoolGeometry, n: usize, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {

@@ -346,6 +346,7 @@ impl Shape {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
     use crate::model::Config;

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::add_assign;
-use super::gemm::{MatRef, Threads, matmul};
+use super::gemm::{MatRef, Threads, matmul, matmul_into_block};
 use crate::device::CpuDevice;
 
 pub fn forward(n: usize, inputs: usize, outputs: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
@@ -15,8 +15,11 @@ pub fn forward(n: usize, inputs: usize, outputs: usize, x: &[f32], w: &[f32], b:
 }
 
 /// Batches from this size on transpose `w` first: `gemm` packs a right-hand side whose rows are
-/// strided (a transposed view) at well under half speed, and the copy costs less than that.
+/// strided (a transposed view) at well under half speed, and a transpose costs less than that.
 const TRANSPOSE_FROM_BATCH: usize = 16;
+/// Rows of `w` transposed at a time: the transposed band (`BAND * outputs` floats) stays in L2
+/// while its GEMM reads it, so `w` is read from memory once.
+const BAND: usize = 128;
 
 pub fn backward_input(dev: &CpuDevice, n: usize, inputs: usize, outputs: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     let dy = MatRef::row_major(dy, n, outputs);
@@ -24,11 +27,40 @@ pub fn backward_input(dev: &CpuDevice, n: usize, inputs: usize, outputs: usize, 
         matmul(dx, dy, MatRef::row_major(w, inputs, outputs).t(), false, Threads::Pool);
         return;
     }
-    dev.with_scratch(1, inputs * outputs, |scratch| {
-        let wt = &mut scratch[0][..inputs * outputs];
-        transpose(w, inputs, outputs, wt);
-        matmul(dx, dy, MatRef::row_major(wt, outputs, inputs), false, Threads::Pool);
+    assert!(dx.len() >= n * inputs && w.len() >= inputs * outputs);
+    let bands = inputs.div_ceil(BAND);
+    let workers = rayon::current_num_threads().min(bands);
+    let dx = SharedColumns(dx.as_mut_ptr());
+    dev.with_scratch(workers, BAND * outputs, |scratch| {
+        scratch.par_iter_mut().enumerate().for_each(|(worker, buf)| {
+            for band in (worker..bands).step_by(workers) {
+                let (i0, i1) = (band * BAND, ((band + 1) * BAND).min(inputs));
+                let wt = &mut buf[..(i1 - i0) * outputs];
+                transpose(&w[i0 * outputs..i1 * outputs], i1 - i0, outputs, wt);
+                // SAFETY: `dx` holds n * inputs values (asserted above); this band writes only
+                // columns i0..i1 of its n rows, and every band belongs to exactly one worker.
+                unsafe { matmul_into_block(dx.column(i0), inputs, dy, MatRef::row_major(wt, outputs, i1 - i0)) };
+            }
+        });
     });
+}
+
+/// The base of a matrix whose column blocks are written by different threads.
+#[derive(Clone, Copy)]
+struct SharedColumns(*mut f32);
+// SAFETY: only handed to `matmul_into_block` for disjoint column blocks.
+unsafe impl Send for SharedColumns {}
+unsafe impl Sync for SharedColumns {}
+
+impl SharedColumns {
+    /// Pointer to column `c` of row 0.
+    ///
+    /// # Safety
+    /// `c` must lie within the matrix.
+    unsafe fn column(self, c: usize) -> *mut f32 {
+        // SAFETY: the caller keeps c in bounds.
+        unsafe { self.0.add(c) }
+    }
 }
 
 pub fn backward_weight(n: usize, inputs: usize, outputs: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
@@ -42,21 +74,69 @@ pub fn backward_weight(n: usize, inputs: usize, outputs: usize, x: &[f32], dy: &
 
 const TILE: usize = 16;
 
-/// `dst[cols, rows] = src[rows, cols]^T`, in tiles, in parallel over bands of `dst` rows.
+/// `dst[cols, rows] = src[rows, cols]^T`, in 16x16 tiles of 4x4 register transposes, on the
+/// calling thread.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    dst[..rows * cols].par_chunks_mut(TILE * rows).enumerate().for_each(|(bi, band)| transpose_band(src, rows, cols, bi * TILE, band));
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose of {rows}x{cols}");
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            let (full_r, full_c) = (r0 + (r1 - r0) / 4 * 4, c0 + (c1 - c0) / 4 * 4);
+            for r in (r0..full_r).step_by(4) {
+                for c in (c0..full_c).step_by(4) {
+                    transpose4x4(src, cols, r, c, dst, rows);
+                }
+            }
+            for r in r0..r1 {
+                let tail_c = if r < full_r { full_c } else { c0 };
+                for c in tail_c..c1 {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
-vectorized! {
-    /// Rows `c0 .. c0 + band.len() / rows` of the transposed matrix.
-    fn transpose_band(src: &[f32], rows: usize, cols: usize, c0: usize, band: &mut [f32]) {
-        let width = band.len() / rows;
-        for r0 in (0..rows).step_by(TILE) {
-            let height = TILE.min(rows - r0);
-            for c in 0..width {
-                let dst = &mut band[c * rows + r0..c * rows + r0 + height];
-                for (r, d) in dst.iter_mut().enumerate() {
-                    *d = src[(r0 + r) * cols + c0 + c];
+/// The 4x4 block at row `r`, column `c` of `src` (row stride `cols`) into `dst` (row stride `rows`).
+#[inline(always)]
+fn transpose4x4(src: &[f32], cols: usize, r: usize, c: usize, dst: &mut [f32], rows: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        assert!((r + 3) * cols + c + 4 <= src.len() && (c + 3) * rows + r + 4 <= dst.len());
+        // SAFETY: SSE is part of x86-64; the assert keeps the four 4-float loads and stores in bounds.
+        unsafe {
+            let s = src.as_ptr().add(r * cols + c);
+            let (a, b) = (_mm_loadu_ps(s), _mm_loadu_ps(s.add(cols)));
+            let (x, y) = (_mm_loadu_ps(s.add(2 * cols)), _mm_loadu_ps(s.add(3 * cols)));
+            let (ab_lo, xy_lo, ab_hi, xy_hi) = (_mm_unpacklo_ps(a, b), _mm_unpacklo_ps(x, y), _mm_unpackhi_ps(a, b), _mm_unpackhi_ps(x, y));
+            let d = dst.as_mut_ptr().add(c * rows + r);
+            _mm_storeu_ps(d, _mm_movelh_ps(ab_lo, xy_lo));
+            _mm_storeu_ps(d.add(rows), _mm_movehl_ps(xy_lo, ab_lo));
+            _mm_storeu_ps(d.add(2 * rows), _mm_movelh_ps(ab_hi, xy_hi));
+            _mm_storeu_ps(d.add(3 * rows), _mm_movehl_ps(xy_hi, ab_hi));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for i in 0..4 {
+        for j in 0..4 {
+            dst[(c + j) * rows + r + i] = src[(r + i) * cols + c + j];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transpose_odd_shapes() {
+        for (rows, cols) in [(1, 1), (3, 5), (17, 33), (128, 20), (5, 4)] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![0.0; rows * cols];
+            super::transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols} at {r},{c}");
                 }
             }
         }

@@ -80,6 +80,45 @@ pub fn matmul(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: boo
     }
 }
 
+/// `dst[r * dst_row_stride + c] = lhs (m x k) * rhs (k x n)` for `r < m`, `c < n`: a
+/// column block of a wider row-major matrix, on the calling thread.
+///
+/// # Safety
+/// `dst` must be valid for writes at every such index, and no other thread may access those
+/// elements during the call.
+pub unsafe fn matmul_into_block(dst: *mut f32, dst_row_stride: usize, lhs: MatRef<'_>, rhs: MatRef<'_>) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ ({m}x{k} * {}x{n})", rhs.rows);
+    assert!(n <= dst_row_stride, "block of {n} columns in rows of {dst_row_stride}");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: views are in bounds by construction; the caller guarantees dst.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.data.as_ptr(),
+            rhs.col_stride,
+            rhs.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

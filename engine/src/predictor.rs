@@ -60,13 +60,18 @@ impl Inference {
 
     /// Predicts for u8 pixels (`n * input_len` bytes, scaled to [0, 1] on the device).
     pub fn predict_u8(&mut self, network: &Network, pixels: &[u8]) -> Prediction {
-        let len = network.input_len();
         let mut out = Prediction { classes: Vec::new(), probabilities: Vec::new() };
+        self.predict_u8_into(network, pixels, &mut out);
+        out
+    }
+
+    /// Like [`Self::predict_u8`], appending to `out` (no allocation when it has room).
+    pub fn predict_u8_into(&mut self, network: &Network, pixels: &[u8], out: &mut Prediction) {
+        let len = network.input_len();
         for chunk in pixels.chunks(self.ws.capacity() * len) {
             network.upload_u8(&mut self.ws, chunk);
-            self.run_uploaded(network, chunk.len() / len, &mut out);
+            self.run_uploaded(network, chunk.len() / len, out);
         }
-        out
     }
 
     fn run_uploaded(&mut self, network: &Network, n: usize, out: &mut Prediction) {

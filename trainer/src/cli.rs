@@ -107,13 +107,28 @@ pub struct EvaluateArgs {
     pub compute: ComputeArgs,
 }
 
+impl Cli {
+    /// The compute flags of whichever command runs.
+    pub fn compute(&self) -> &ComputeArgs {
+        match &self.command {
+            Some(Command::Train(a)) => &a.compute,
+            Some(Command::Evaluate(a)) => &a.compute,
+            None => &self.train.compute,
+        }
+    }
+}
+
 impl ComputeArgs {
-    /// Sizes rayon's pool and opens the device.
-    pub fn open_device(&self) -> anyhow::Result<engine::Device> {
+    /// Sizes rayon's global pool (before anything uses it).
+    pub fn configure_threads(&self) -> anyhow::Result<()> {
         if let Some(t) = self.threads {
             anyhow::ensure!(t >= 1, "--threads must be at least 1");
             rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
         }
+        Ok(())
+    }
+
+    pub fn open_device(&self) -> anyhow::Result<engine::Device> {
         Ok(engine::Device::open(self.device)?)
     }
 }

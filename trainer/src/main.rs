@@ -18,11 +18,15 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = cli::Cli::parse();
-    let result = match cli.command {
-        Some(cli::Command::Evaluate(args)) => evaluate::run(&args),
-        Some(cli::Command::Train(args)) => train::run(&args),
-        None => train::run(&cli.train),
-    };
+    // Commands run on a pool worker: the kernels' parallel loops then queue work locally
+    // instead of injecting it from outside the pool (a hand-off and an occasional allocation per op).
+    let result = cli.compute().configure_threads().and_then(|()| {
+        rayon::scope(|_| match &cli.command {
+            Some(cli::Command::Evaluate(args)) => evaluate::run(args),
+            Some(cli::Command::Train(args)) => train::run(args),
+            None => train::run(&cli.train),
+        })
+    });
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -178,3 +178,43 @@ fn help_explains_the_flags() {
         assert!(t.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_without_an_export() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["--config_file", repo.join("trainer/HyperParams.config").to_str().unwrap()])
+        .args(["--data_dir", repo.join("data/mnist").to_str().unwrap()])
+        .args(["--model_dir", dir.path().join("models").to_str().unwrap()])
+        .args(["--result_dir", dir.path().join("results").to_str().unwrap()])
+        .args(["--epochs", "3", "--device", "cpu"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The handler is installed before the "model:" line is logged.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("model:"));
+    assert!(started, "training did not start");
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "trainer did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("no model exported")), "{rest:?}");
+    let exported = dir.path().join("models/output");
+    assert!(!exported.exists() || exported.read_dir().unwrap().next().is_none(), "nothing in {}", exported.display());
+    assert!(!dir.path().join("results").exists());
+}

@@ -2,38 +2,14 @@
 
 mod common;
 
-use common::random;
+use common::{SMALL_CNN, random};
 use engine::export::{self, MODEL_FILE, WEIGHTS_FILE};
 use engine::model::{Config, Network};
 use engine::predictor::Predictor;
 use engine::{Device, EngineError};
 
-const SMALL: &str = r#"
-[model]
-[[model.layers]]
-type = "conv2d"
-filters = 4
-kernel_size = 5
-padding = "same"
-activation = "relu"
-[[model.layers]]
-type = "maxpool"
-[[model.layers]]
-type = "flatten"
-[[model.layers]]
-type = "dense"
-units = 16
-activation = "relu"
-[[model.layers]]
-type = "dropout"
-rate = 0.5
-[[model.layers]]
-type = "dense"
-units = 10
-"#;
-
 fn small_network(seed: u64) -> Network {
-    Network::new(Config::parse(SMALL).unwrap().model_spec().unwrap(), Device::cpu(), seed).unwrap()
+    Network::new(Config::parse(SMALL_CNN).unwrap().model_spec().unwrap(), Device::cpu(), seed).unwrap()
 }
 
 #[test]
@@ -118,7 +94,7 @@ fn missing_or_invalid_model_json() {
 
 #[test]
 fn parameters_must_match_the_architecture() {
-    let spec = Config::parse(SMALL).unwrap().model_spec().unwrap();
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
     let e = Network::from_params(spec, Device::cpu(), vec![("conv1.weight".into(), vec![5, 5, 1, 4], vec![0.0; 100])]).err().unwrap();
     assert!(matches!(e, EngineError::Tensor { .. }), "{e}");
 }

@@ -5,35 +5,12 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::SMALL_CNN;
 use engine::Device;
 use engine::data::{Dataset, Split};
 use engine::model::{Config, Network, OptimizerConfig};
 use engine::optim::Optimizer;
 use engine::predictor::Inference;
-
-const TINY: &str = r#"
-[model]
-[[model.layers]]
-type = "conv2d"
-filters = 4
-kernel_size = 3
-strides = 2
-activation = "relu"
-[[model.layers]]
-type = "maxpool"
-[[model.layers]]
-type = "flatten"
-[[model.layers]]
-type = "dense"
-units = 32
-activation = "relu"
-[[model.layers]]
-type = "dropout"
-rate = 0.2
-[[model.layers]]
-type = "dense"
-units = 10
-"#;
 
 /// Synthetic separable data: class k lights up a band of rows.
 fn synthetic(n: usize) -> (Vec<u8>, Vec<u8>) {
@@ -52,7 +29,7 @@ fn synthetic(n: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn train_steps(optimizer: OptimizerConfig, lr: f32, steps: u32, seed: u64) -> (Network, Vec<f32>) {
-    let spec = Config::parse(TINY).unwrap().model_spec().unwrap();
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
     let mut net = Network::new(spec, Device::cpu(), seed).unwrap();
     let mut opt = Optimizer::new(&net, &optimizer, 1e-4);
     let mut ws = net.workspace(20, true);
@@ -91,7 +68,7 @@ fn same_seed_and_threads_give_identical_weights() {
 fn adam_first_step_moves_each_weight_by_the_learning_rate() {
     // With bias correction, Adam's first update is lr * g / (|g| + eps): about lr for every
     // parameter with a non-zero gradient.
-    let spec = Config::parse(TINY).unwrap().model_spec().unwrap();
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
     let mut net = Network::new(spec, Device::cpu(), 3).unwrap();
     let before = net.export_params();
     let mut opt = Optimizer::new(&net, &OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, 0.0);

@@ -49,61 +49,51 @@ fn x_range(results: &Results) -> std::ops::Range<f64> {
 }
 
 fn draw_loss(area: &Area, r: &Results) -> anyhow::Result<()> {
-    let max = r.loss_curve.iter().map(|p| p.loss).chain(r.epochs.iter().map(|e| e.test_loss)).fold(0.0f64, f64::max).max(1e-3) * 1.05;
-    let mut chart = ChartBuilder::on(area)
-        .caption("loss (cross-entropy)", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range(r), 0.0..max)
-        .map_err(draw_err)?;
-    chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(draw_err)?;
-    chart
-        .draw_series(LineSeries::new(r.loss_curve.iter().map(|p| (p.epoch, p.loss)), &BLUE))
-        .map_err(draw_err)?
-        .label("train (window mean)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    let train: Vec<(f64, f64)> = r.loss_curve.iter().map(|p| (p.epoch, p.loss)).collect();
     let test: Vec<(f64, f64)> = r.epochs.iter().map(|e| (e.epoch as f64, e.test_loss)).collect();
-    chart
-        .draw_series(LineSeries::new(test.clone(), &RED))
-        .map_err(draw_err)?
-        .label("test")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart.draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(draw_err)?;
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(draw_err)?;
-    Ok(())
+    let max = train.iter().chain(&test).map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.05;
+    draw_curves(area, r, "loss (cross-entropy)", "loss", 0.0..max, &train, &test, SeriesLabelPosition::UpperRight)
 }
 
 fn draw_accuracy(area: &Area, r: &Results) -> anyhow::Result<()> {
-    let min =
-        r.loss_curve.iter().map(|p| p.accuracy).chain(r.epochs.iter().map(|e| e.test_accuracy)).fold(1.0f64, f64::min).min(0.9) * 100.0;
+    let train: Vec<(f64, f64)> = r.loss_curve.iter().map(|p| (p.epoch, 100.0 * p.accuracy)).collect();
+    let test: Vec<(f64, f64)> = r.epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.test_accuracy)).collect();
+    let min = train.iter().chain(&test).map(|p| p.1).fold(100.0f64, f64::min).min(90.0);
+    draw_curves(area, r, "accuracy (%)", "accuracy %", min..100.0, &train, &test, SeriesLabelPosition::LowerRight)
+}
+
+/// Training windows as a blue line, test points per epoch as a red line with dots.
+#[allow(clippy::too_many_arguments)]
+fn draw_curves(
+    area: &Area,
+    r: &Results,
+    caption: &str,
+    y_desc: &str,
+    y: std::ops::Range<f64>,
+    train: &[(f64, f64)],
+    test: &[(f64, f64)],
+    legend: SeriesLabelPosition,
+) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(area)
-        .caption("accuracy (%)", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x_range(r), min..100.0)
+        .build_cartesian_2d(x_range(r), y)
         .map_err(draw_err)?;
-    chart.configure_mesh().x_desc("epoch").y_desc("accuracy %").draw().map_err(draw_err)?;
+    chart.configure_mesh().x_desc("epoch").y_desc(y_desc).draw().map_err(draw_err)?;
     chart
-        .draw_series(LineSeries::new(r.loss_curve.iter().map(|p| (p.epoch, 100.0 * p.accuracy)), &BLUE))
+        .draw_series(LineSeries::new(train.iter().copied(), &BLUE))
         .map_err(draw_err)?
         .label("train (window mean)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    let test: Vec<(f64, f64)> = r.epochs.iter().map(|e| (e.epoch as f64, 100.0 * e.test_accuracy)).collect();
     chart
-        .draw_series(LineSeries::new(test.clone(), &RED))
+        .draw_series(LineSeries::new(test.iter().copied(), &RED))
         .map_err(draw_err)?
         .label("test")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart.draw_series(test.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(draw_err)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)?;
+    chart.configure_series_labels().position(legend).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(draw_err)?;
     Ok(())
 }
 

@@ -33,16 +33,9 @@ pub enum Threads {
 
 /// `dst (m x n, row-major) = [dst +] lhs (m x k) * rhs (k x n)`.
 pub fn matmul(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool, threads: Threads) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ ({m}x{k} * {}x{n})", rhs.rows);
+    let (m, n) = (lhs.rows, rhs.cols);
     assert!(dst.len() >= m * n, "matmul: destination holds {} values, needs {}", dst.len(), m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
+    if nothing_to_multiply(dst, lhs, rhs, accumulate) {
         return;
     }
     let parallelism = match threads {
@@ -52,17 +45,62 @@ pub fn matmul(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: boo
             t => gemm::Parallelism::Rayon(t),
         },
     };
-    // SAFETY: the asserts above and in `MatRef::row_major` keep every strided access in bounds:
-    // views are built from slices of at least rows*cols values with matching strides, and dst
-    // holds m*n values with row stride n.
+    // SAFETY: dst holds m * n values with row stride n (asserted above).
+    unsafe { gemm_raw(dst.as_mut_ptr(), n, accumulate, lhs, rhs, parallelism) }
+}
+
+/// `dst[r * dst_row_stride + c] = lhs (m x k) * rhs (k x n)` for `r < m`, `c < n`: a
+/// column block of a wider row-major matrix, on the calling thread.
+///
+/// # Safety
+/// `dst` must be valid for writes at every such index, and no other thread may access those
+/// elements during the call.
+pub unsafe fn matmul_into_block(dst: *mut f32, dst_row_stride: usize, lhs: MatRef<'_>, rhs: MatRef<'_>) {
+    assert!(rhs.cols <= dst_row_stride, "block of {} columns in rows of {dst_row_stride}", rhs.cols);
+    if lhs.cols == 0 || lhs.rows == 0 || rhs.cols == 0 {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_raw(dst, dst_row_stride, false, lhs, rhs, gemm::Parallelism::None) }
+}
+
+/// Handles `k == 0` (nothing to multiply: zero the destination unless accumulating).
+fn nothing_to_multiply(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool) -> bool {
+    let (m, n) = (lhs.rows, rhs.cols);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if lhs.cols == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return true;
+    }
+    false
+}
+
+/// # Safety
+/// `dst` must be valid for writes at `r * dst_row_stride + c` for `r < lhs.rows`, `c < rhs.cols`.
+unsafe fn gemm_raw(
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ ({m}x{k} * {}x{n})", rhs.rows);
+    // SAFETY: `MatRef::row_major` checked that each view's slice holds rows * cols values with
+    // its strides; the caller vouches for dst.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride,
@@ -76,45 +114,6 @@ pub fn matmul(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: boo
             false,
             false,
             parallelism,
-        );
-    }
-}
-
-/// `dst[r * dst_row_stride + c] = lhs (m x k) * rhs (k x n)` for `r < m`, `c < n`: a
-/// column block of a wider row-major matrix, on the calling thread.
-///
-/// # Safety
-/// `dst` must be valid for writes at every such index, and no other thread may access those
-/// elements during the call.
-pub unsafe fn matmul_into_block(dst: *mut f32, dst_row_stride: usize, lhs: MatRef<'_>, rhs: MatRef<'_>) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "matmul: inner dimensions differ ({m}x{k} * {}x{n})", rhs.rows);
-    assert!(n <= dst_row_stride, "block of {n} columns in rows of {dst_row_stride}");
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: views are in bounds by construction; the caller guarantees dst.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_row_stride as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.data.as_ptr(),
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         );
     }
 }

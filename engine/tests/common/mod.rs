@@ -37,3 +37,28 @@ pub fn check_gradient(what: &str, x: &[f32], analytic: &[f32], eps: f32, atol: f
         assert!(diff <= atol + rtol * numeric.abs(), "{what}[{i}]: numeric {numeric} vs analytic {} (diff {diff})", analytic[i]);
     }
 }
+
+/// A small CNN with every layer kind, for tests that train or export quickly.
+pub const SMALL_CNN: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+strides = 2
+activation = "relu"
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 32
+activation = "relu"
+[[model.layers]]
+type = "dropout"
+rate = 0.2
+[[model.layers]]
+type = "dense"
+units = 10
+"#;

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 use crate::report::Results;
@@ -19,10 +20,11 @@ pub fn write_png(path: &Path, results: &Results) -> anyhow::Result<()> {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let title = format!(
-            "MNIST CNN: test accuracy {:.2}%, loss {:.4} ({} epochs, {})",
+            "MNIST CNN: test accuracy {:.2}%, loss {:.4} ({} epoch{}, {})",
             100.0 * results.test_accuracy,
             results.test_loss,
             results.epochs.len(),
+            if results.epochs.len() == 1 { "" } else { "s" },
             results.device
         );
         let root = root.titled(&title, ("sans-serif", 24)).map_err(draw_err)?;
@@ -100,18 +102,25 @@ fn draw_curves(
 fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
     let k = counts.len() as i32;
     let (area, _) = area.split_horizontally(HEIGHT / 2 + 120);
+    // Rows are drawn top-down: true class t sits at y = k - 1 - t.
     let mut chart = ChartBuilder::on(&area)
         .caption("confusion matrix (rows: true class, columns: predicted)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0..k, k..0)
+        .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())
         .map_err(draw_err)?;
+    let label = |v: &SegmentValue<i32>, flip: bool| match v {
+        SegmentValue::CenterOf(c) => (if flip { k - 1 - c } else { *c }).to_string(),
+        _ => String::new(),
+    };
     chart
         .configure_mesh()
         .disable_mesh()
         .x_labels(k as usize)
         .y_labels(k as usize)
+        .x_label_formatter(&|v| label(v, false))
+        .y_label_formatter(&|v| label(v, true))
         .x_desc("predicted")
         .y_desc("true")
         .draw()
@@ -123,6 +132,7 @@ fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
         .max()
         .unwrap_or(1)
         .max(1);
+    let centered = ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
     for (t, row) in counts.iter().enumerate() {
         let total: u64 = row.iter().sum::<u64>().max(1);
         for (p, &c) in row.iter().enumerate() {
@@ -133,11 +143,11 @@ fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
                 let s = (c as f64).sqrt() / (max_off as f64).sqrt();
                 RGBColor(255, (255.0 - 170.0 * s) as u8, (255.0 - 170.0 * s) as u8)
             };
-            let (x, y) = (p as i32, t as i32);
-            chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1, y + 1)], color.filled()))).map_err(draw_err)?;
-            chart
-                .draw_series(std::iter::once(Text::new(c.to_string(), (x, y), ("sans-serif", 14).into_font().color(&BLACK))))
-                .map_err(draw_err)?;
+            let (x, y) = (p as i32, k - 1 - t as i32);
+            let cell = [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))];
+            chart.draw_series(std::iter::once(Rectangle::new(cell, color.filled()))).map_err(draw_err)?;
+            let at = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
+            chart.draw_series(std::iter::once(Text::new(c.to_string(), at, centered.clone()))).map_err(draw_err)?;
         }
     }
     Ok(())

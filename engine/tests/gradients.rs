@@ -57,6 +57,16 @@ fn conv2d_explicit_padding_and_pointwise() {
     check_conv(conv_geometry(1, 1, 1, 1, [1, 1], [1, 1], "\"same\""), 1);
 }
 
+/// 5x5 stride-1 convolutions with 8+ input channels take the Winograd path (forward, and
+/// backward-input when the output has 8+ channels too).
+#[test]
+fn conv2d_winograd_shapes() {
+    check_conv(conv_geometry(7, 5, 9, 10, [5, 5], [1, 1], "\"same\""), 2);
+    check_conv(conv_geometry(9, 8, 8, 3, [5, 5], [1, 1], "\"valid\""), 3);
+    check_conv(conv_geometry(6, 7, 12, 9, [5, 5], [1, 1], "3"), 1);
+    check_conv(conv_geometry(1, 1, 8, 8, [5, 5], [1, 1], "\"same\""), 3);
+}
+
 #[test]
 fn dense_backward() {
     let d = Device::cpu();

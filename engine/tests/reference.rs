@@ -55,6 +55,11 @@ fn conv2d_forward_matches_direct_convolution() {
         (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 4),
         (geometry(9, 7, 2, 3, 4, 3, "\"valid\""), 1),
         (geometry(5, 5, 4, 6, 1, 1, "\"valid\""), 5),
+        // Winograd: 5x5, stride 1, 8+ input channels, odd sizes and paddings
+        (geometry(17, 13, 9, 11, 5, 1, "\"same\""), 3),
+        (geometry(9, 7, 8, 5, 5, 1, "\"valid\""), 2),
+        (geometry(3, 2, 16, 8, 5, 1, "4"), 2),
+        (geometry(1, 1, 8, 3, 5, 1, "\"same\""), 1),
     ] {
         let x = random(n * g.in_len(), 1);
         let w = random(g.weight_len(), 2);

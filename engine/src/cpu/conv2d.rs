@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::elementwise::add_assign;
 use super::gemm::{MatRef, Threads, matmul};
+use super::winograd::{self, Filters};
 use super::{chunk_count, chunk_size};
 use crate::backend::Conv2dGeometry;
 use crate::device::CpuDevice;
@@ -68,6 +69,9 @@ fn kx_range(g: &Conv2dGeometry, ox: usize) -> (usize, usize, isize) {
 
 /// `y = conv(x, w) + b` for `n` images.
 pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    if winograd::applies(g) {
+        return winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), y);
+    }
     let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
     let chunk = chunk_size(n);
     let scratch_len = if g.is_pointwise() { 0 } else { positions * patch };
@@ -96,6 +100,12 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f3
 
 /// `dx = conv^T(dy, w)` for `n` images.
 pub fn backward_input(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    if winograd::applies(g) {
+        let transposed = winograd::backward_input_geometry(g);
+        if winograd::applies(&transposed) {
+            return winograd::forward(dev, &transposed, n, dy, Filters::Flipped(w), None, dx);
+        }
+    }
     let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
     let chunk = chunk_size(n);
     let scratch_len = if g.is_pointwise() { 0 } else { positions * patch };

@@ -21,6 +21,7 @@ pub mod gemm;
 pub mod optim;
 pub mod pool;
 pub mod softmax_xent;
+pub mod winograd;
 
 /// Number of chunks a batch of `n` items is split into (fixed for a given thread count).
 pub(crate) fn chunk_count(n: usize) -> usize {

@@ -1,0 +1,370 @@
+//! Winograd F(2x2, 5x5) convolution (Lavin & Gray), for 5x5 stride-1 kernels with enough input
+//! channels: each 2x2 output tile comes from a 6x6 input tile with 36 multiplies per channel
+//! pair instead of 100. Interpolation points 0, +-1, +-2 and infinity.
+//!
+//! Per block of images: input tiles are transformed (`V = B^T d B`), 36 GEMMs multiply them by
+//! the transformed filters (`U = G g G^T`), and the output transform (`Y = A^T M A`) adds the
+//! bias. Blocks stay in L2; each thread owns whole images, so results do not depend on timing.
+
+use rayon::prelude::*;
+
+use super::gemm::{MatRef, Threads, matmul};
+use super::{chunk_count, chunk_size};
+use crate::backend::Conv2dGeometry;
+use crate::device::CpuDevice;
+
+const G: [[f32; 5]; 6] = [
+    [0.25, 0.0, 0.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, -1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 0.0, 0.0, 1.0],
+];
+
+const K: usize = 5;
+const TILE_IN: usize = 6;
+const TILE_OUT: usize = 2;
+const POINTS: usize = TILE_IN * TILE_IN;
+/// Below this many input channels the GEMMs' inner dimension is too short to pay off.
+const MIN_IN_CHANNELS: usize = 8;
+/// Images transformed and multiplied together (keeps a block's buffers near L2).
+const IMAGES_PER_BLOCK: usize = 2;
+
+/// Whether `g` can run through Winograd (5x5, stride 1, padding of at most 4).
+pub fn applies(g: &Conv2dGeometry) -> bool {
+    g.kernel_h == K && g.kernel_w == K && g.stride_h == 1 && g.stride_w == 1 && g.in_c >= MIN_IN_CHANNELS && g.pad_top < K && g.pad_left < K
+}
+
+/// The convolution computing `dx` from `dy` for a stride-1 `g`: the filters flipped and
+/// transposed, padding `k - 1 - pad`.
+pub fn backward_input_geometry(g: &Conv2dGeometry) -> Conv2dGeometry {
+    Conv2dGeometry {
+        in_h: g.out_h,
+        in_w: g.out_w,
+        in_c: g.out_c,
+        out_h: g.in_h,
+        out_w: g.in_w,
+        out_c: g.in_c,
+        kernel_h: g.kernel_h,
+        kernel_w: g.kernel_w,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: g.kernel_h - 1 - g.pad_top,
+        pad_left: g.kernel_w - 1 - g.pad_left,
+    }
+}
+
+/// Where the filters come from.
+#[derive(Clone, Copy)]
+pub enum Filters<'a> {
+    /// `[kh][kw][in_c][out_c]` for the geometry itself.
+    Direct(&'a [f32]),
+    /// The filters of the forward convolution whose [`backward_input_geometry`] this is: read
+    /// rotated by 180 degrees with the channel axes swapped.
+    Flipped(&'a [f32]),
+}
+
+/// Scratch floats one worker needs, and the shared filter transform's size.
+fn sizes(g: &Conv2dGeometry) -> (usize, usize) {
+    let tiles = tiles_per_image(g) * IMAGES_PER_BLOCK;
+    let worker = POINTS * tiles * (g.in_c + g.out_c) + 2 * POINTS * g.in_c.max(g.out_c);
+    (worker, POINTS * g.in_c * g.out_c)
+}
+
+fn tiles_per_image(g: &Conv2dGeometry) -> usize {
+    g.out_h.div_ceil(TILE_OUT) * g.out_w.div_ceil(TILE_OUT)
+}
+
+/// `y = conv(x, w) + b` for `n` images of a geometry for which [`applies`] holds.
+pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filters<'_>, b: Option<&[f32]>, y: &mut [f32]) {
+    debug_assert!(applies(g));
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let chunk = chunk_size(n);
+    let workers = n.div_ceil(chunk);
+    debug_assert!(workers <= chunk_count(n));
+    let (worker_len, u_len) = sizes(g);
+    dev.with_scratch(workers + 1, worker_len.max(u_len), |scratch| {
+        let (u, workers_scratch) = scratch.split_first_mut().expect("one buffer for the filters");
+        let u = &mut u[..u_len];
+        transform_filters(g, w, u);
+        let u = &*u;
+        y[..n * out_len]
+            .par_chunks_mut(chunk * out_len)
+            .zip(x[..n * in_len].par_chunks(chunk * in_len))
+            .zip(workers_scratch.par_iter_mut())
+            .for_each(|((yc, xc), buf)| {
+                for (yb, xb) in yc.chunks_mut(IMAGES_PER_BLOCK * out_len).zip(xc.chunks(IMAGES_PER_BLOCK * in_len)) {
+                    block(g, xb, u, b, yb, buf);
+                }
+            });
+    });
+}
+
+/// `U[p][ci][co] = (G g G^T)[p]` for every channel pair.
+fn transform_filters(g: &Conv2dGeometry, w: Filters<'_>, u: &mut [f32]) {
+    let (ci_n, co_n) = (g.in_c, g.out_c);
+    let mut tmp = [[0.0f32; K]; TILE_IN];
+    for ci in 0..ci_n {
+        for co in 0..co_n {
+            let tap = |a: usize, bb: usize| match w {
+                Filters::Direct(w) => w[((a * K + bb) * ci_n + ci) * co_n + co],
+                Filters::Flipped(w) => w[(((K - 1 - a) * K + (K - 1 - bb)) * co_n + co) * ci_n + ci],
+            };
+            for (i, row) in tmp.iter_mut().enumerate() {
+                for (bb, t) in row.iter_mut().enumerate() {
+                    *t = (0..K).map(|a| G[i][a] * tap(a, bb)).sum();
+                }
+            }
+            for i in 0..TILE_IN {
+                for j in 0..TILE_IN {
+                    let v: f32 = (0..K).map(|bb| tmp[i][bb] * G[j][bb]).sum();
+                    u[((i * TILE_IN + j) * ci_n + ci) * co_n + co] = v;
+                }
+            }
+        }
+    }
+}
+
+/// One block of up to `IMAGES_PER_BLOCK` images.
+fn block(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut [f32], buf: &mut [f32]) {
+    let images = x.len() / g.in_len();
+    let tiles = tiles_per_image(g) * images;
+    let cap = tiles_per_image(g) * IMAGES_PER_BLOCK;
+    let (v, rest) = buf.split_at_mut(POINTS * cap * g.in_c);
+    let (m, rest) = rest.split_at_mut(POINTS * cap * g.out_c);
+    let (patch, rest) = rest.split_at_mut(POINTS * g.in_c.max(g.out_c));
+    let half = &mut rest[..POINTS * g.in_c.max(g.out_c)];
+    for img in 0..images {
+        input_transform(g, &x[img * g.in_len()..(img + 1) * g.in_len()], img * tiles_per_image(g), cap, v, patch);
+    }
+    for p in 0..POINTS {
+        let lhs = MatRef::row_major(&v[p * cap * g.in_c..], tiles, g.in_c);
+        let rhs = MatRef::row_major(&u[p * g.in_c * g.out_c..], g.in_c, g.out_c);
+        matmul(&mut m[p * cap * g.out_c..p * cap * g.out_c + tiles * g.out_c], lhs, rhs, false, Threads::Single);
+    }
+    for img in 0..images {
+        output_transform(g, m, img * tiles_per_image(g), cap, bias, &mut y[img * g.out_len()..(img + 1) * g.out_len()], patch, half);
+    }
+}
+
+/// `V[p][tile][ci]` for the tiles of one image (tile numbers from `first`; `cap` tiles per point).
+fn input_transform(g: &Conv2dGeometry, x: &[f32], first: usize, cap: usize, v: &mut [f32], patch: &mut [f32]) {
+    let c = g.in_c;
+    let tiles_w = g.out_w.div_ceil(TILE_OUT);
+    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
+        let iy0 = (ty * TILE_OUT) as isize - g.pad_top as isize;
+        for tx in 0..tiles_w {
+            let ix0 = (tx * TILE_OUT) as isize - g.pad_left as isize;
+            let tile = first + ty * tiles_w + tx;
+            let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + TILE_IN <= g.in_h && ix0 as usize + TILE_IN <= g.in_w;
+            if inside {
+                let start = (iy0 as usize * g.in_w + ix0 as usize) * c;
+                transform_tile_input(&x[start..], g.in_w * c, c, v, cap, tile);
+                continue;
+            }
+            // d[a][b][ci] with zeros outside the image.
+            for a in 0..TILE_IN {
+                let iy = iy0 + a as isize;
+                for bb in 0..TILE_IN {
+                    let ix = ix0 + bb as isize;
+                    let dst = &mut patch[(a * TILE_IN + bb) * c..][..c];
+                    if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
+                        dst.fill(0.0);
+                    } else {
+                        dst.copy_from_slice(&x[(iy as usize * g.in_w + ix as usize) * c..][..c]);
+                    }
+                }
+            }
+            transform_tile_input(patch, TILE_IN * c, c, v, cap, tile);
+        }
+    }
+}
+
+/// Channels transformed together (one AVX-512 register).
+const LANES: usize = 16;
+type Lanes = [f32; LANES];
+
+/// `B^T d` along one axis, lane-wise (the rows of `B_T` written out).
+#[inline(always)]
+fn bt(d: [Lanes; TILE_IN]) -> [Lanes; TILE_IN] {
+    let mut r = [[0.0; LANES]; TILE_IN];
+    for l in 0..LANES {
+        let [d0, d1, d2, d3, d4, d5] = [d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]];
+        r[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
+        r[1][l] = -4.0 * (d1 + d2) + d3 + d4;
+        r[2][l] = 4.0 * (d1 - d2) - d3 + d4;
+        r[3][l] = 2.0 * (d3 - d1) - d2 + d4;
+        r[4][l] = 2.0 * (d1 - d3) - d2 + d4;
+        r[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+    r
+}
+
+/// `A^T m` along one axis, lane-wise.
+#[inline(always)]
+fn at(m: [Lanes; TILE_IN]) -> [Lanes; TILE_OUT] {
+    let mut r = [[0.0; LANES]; TILE_OUT];
+    for l in 0..LANES {
+        let [m0, m1, m2, m3, m4, m5] = [m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]];
+        r[0][l] = m0 + m1 + m2 + m3 + m4;
+        r[1][l] = m1 - m2 + 2.0 * (m3 - m4) + m5;
+    }
+    r
+}
+
+#[inline(always)]
+fn load(src: &[f32], at: usize, width: usize) -> Lanes {
+    let mut v = [0.0; LANES];
+    if width == LANES {
+        v.copy_from_slice(&src[at..at + LANES]);
+    } else {
+        v[..width].copy_from_slice(&src[at..at + width]);
+    }
+    v
+}
+
+#[inline(always)]
+fn store(dst: &mut [f32], at: usize, v: &Lanes, width: usize) {
+    if width == LANES {
+        dst[at..at + LANES].copy_from_slice(v);
+    } else {
+        dst[at..at + width].copy_from_slice(&v[..width]);
+    }
+}
+
+vectorized! {
+    /// `V[p][tile] = (B^T d B)[p]` for one tile, `d[a][b][ch]` at `d[a * row_stride + b * c + ch]`,
+    /// `LANES` channels at a time.
+    fn transform_tile_input(d: &[f32], row_stride: usize, c: usize, v: &mut [f32], cap: usize, tile: usize) {
+        for c0 in (0..c).step_by(LANES) {
+            let width = LANES.min(c - c0);
+            let mut cols = [[[0.0; LANES]; TILE_IN]; TILE_IN];
+            for b in 0..TILE_IN {
+                let column = bt(std::array::from_fn(|a| load(d, a * row_stride + b * c + c0, width)));
+                for i in 0..TILE_IN {
+                    cols[i][b] = column[i];
+                }
+            }
+            for (i, row) in cols.iter().enumerate() {
+                for (j, out) in bt(*row).iter().enumerate() {
+                    store(v, ((i * TILE_IN + j) * cap + tile) * c + c0, out, width);
+                }
+            }
+        }
+    }
+}
+
+/// `y` tiles of one image from `M[p][tile][co]`: `A^T M A + bias`, clipped to the image.
+#[allow(clippy::too_many_arguments)]
+fn output_transform(
+    g: &Conv2dGeometry,
+    m: &[f32],
+    first: usize,
+    cap: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    row: &mut [f32],
+    half: &mut [f32],
+) {
+    let c = g.out_c;
+    let tiles_w = g.out_w.div_ceil(TILE_OUT);
+    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
+        for tx in 0..tiles_w {
+            let tile = first + ty * tiles_w + tx;
+            transform_tile_output(m, tile, cap, c, half);
+            for r in 0..TILE_OUT {
+                let oy = ty * TILE_OUT + r;
+                for s in 0..TILE_OUT {
+                    let ox = tx * TILE_OUT + s;
+                    if oy >= g.out_h || ox >= g.out_w {
+                        continue;
+                    }
+                    let out = &mut row[..c];
+                    out.copy_from_slice(&half[(r * TILE_OUT + s) * c..][..c]);
+                    if let Some(b) = bias {
+                        for (o, b) in out.iter_mut().zip(b) {
+                            *o += b;
+                        }
+                    }
+                    y[(oy * g.out_w + ox) * c..][..c].copy_from_slice(out);
+                }
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// `half[r][s][co] = (A^T M A)[r][s]` for one tile, `LANES` channels at a time.
+    fn transform_tile_output(m: &[f32], tile: usize, cap: usize, c: usize, half: &mut [f32]) {
+        for c0 in (0..c).step_by(LANES) {
+            let width = LANES.min(c - c0);
+            let mut rows = [[[0.0; LANES]; TILE_OUT]; TILE_IN];
+            for (i, row) in rows.iter_mut().enumerate() {
+                *row = at(std::array::from_fn(|j| load(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width)));
+            }
+            for s in 0..TILE_OUT {
+                let column = at(std::array::from_fn(|i| rows[i][s]));
+                for (r, out) in column.iter().enumerate() {
+                    store(half, (r * TILE_OUT + s) * c + c0, out, width);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The transforms as matrices (Toom-Cook with points 0, 1, -1, 2, -2, infinity).
+    const B_T: [[f32; 6]; 6] = [
+        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+        [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ];
+    const A_T: [[f32; 6]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+
+    #[test]
+    fn written_out_transforms_match_the_matrices() {
+        let d: [Lanes; TILE_IN] = std::array::from_fn(|a| std::array::from_fn(|l| (a * 7 + l * 3) as f32 * 0.37 - 2.0));
+        let (fast_b, fast_a) = (bt(d), at(d));
+        for l in 0..LANES {
+            for i in 0..TILE_IN {
+                let want: f32 = (0..TILE_IN).map(|a| B_T[i][a] * d[a][l]).sum();
+                assert!((fast_b[i][l] - want).abs() < 1e-4, "B^T row {i}");
+            }
+            for r in 0..TILE_OUT {
+                let want: f32 = (0..TILE_IN).map(|a| A_T[r][a] * d[a][l]).sum();
+                assert!((fast_a[r][l] - want).abs() < 1e-4, "A^T row {r}");
+            }
+        }
+    }
+
+    /// One 6x6 tile through the three transforms equals the direct 5x5 correlation.
+    #[test]
+    fn one_tile_matches_direct_correlation() {
+        let d: [[f32; 6]; 6] = std::array::from_fn(|a| std::array::from_fn(|b| ((a * 6 + b) % 11) as f32 * 0.1 - 0.4));
+        let g: [[f32; 5]; 5] = std::array::from_fn(|a| std::array::from_fn(|b| ((a * 5 + b) % 7) as f32 * 0.2 - 0.5));
+        let mul = |x: &[Vec<f32>], y: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            (0..x.len()).map(|i| (0..y[0].len()).map(|j| (0..y.len()).map(|k| x[i][k] * y[k][j]).sum()).collect()).collect()
+        };
+        let t = |x: &[Vec<f32>]| -> Vec<Vec<f32>> { (0..x[0].len()).map(|j| x.iter().map(|r| r[j]).collect()).collect() };
+        let as_vec = |x: &[[f32; 6]]| -> Vec<Vec<f32>> { x.iter().map(|r| r.to_vec()).collect() };
+        let (bt_m, at_m) = (as_vec(&B_T), as_vec(&A_T));
+        let g_m: Vec<Vec<f32>> = G.iter().map(|r| r.to_vec()).collect();
+        let u = mul(&mul(&g_m, &g.iter().map(|r| r.to_vec()).collect::<Vec<_>>()), &t(&g_m));
+        let v = mul(&mul(&bt_m, &as_vec(&d)), &t(&bt_m));
+        let m: Vec<Vec<f32>> = (0..6).map(|i| (0..6).map(|j| u[i][j] * v[i][j]).collect()).collect();
+        let y = mul(&mul(&at_m, &m), &t(&at_m));
+        for r in 0..2 {
+            for s in 0..2 {
+                let want: f32 = (0..5).flat_map(|a| (0..5).map(move |b| (a, b))).map(|(a, b)| d[r + a][s + b] * g[a][b]).sum();
+                assert!((y[r][s] - want).abs() < 1e-4, "[{r}][{s}] {} vs {want}", y[r][s]);
+            }
+        }
+    }
+}

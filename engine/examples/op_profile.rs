@@ -1,5 +1,5 @@
-//! Times each op of the reference CNN's training step at batch 100 (mean of 20 runs).
-//! `cargo run --release -p engine --example op_profile`
+//! Times each op of the reference CNN's training step at batch 100, or `BATCH` (fastest of 20 runs, robust to a noisy machine).
+//! `[BATCH=256] cargo run --release -p engine --example op_profile`
 
 use std::time::Instant;
 
@@ -9,12 +9,13 @@ use engine::{Device, Tensor};
 
 fn time(name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
     f();
-    let runs = 20;
-    let start = Instant::now();
-    for _ in 0..runs {
-        f();
-    }
-    let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    let ms = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min);
     if flops > 0.0 {
         println!("{name:32} {ms:8.3} ms  {:7.1} GFLOP/s", flops / ms / 1e6);
     } else {
@@ -24,7 +25,7 @@ fn time(name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let n = 100;
+    let n: usize = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     let d = Device::cpu();
     let config = Config::load(std::path::Path::new("trainer/HyperParams.config")).expect("run from the repository root");
     let spec = config.model_spec().unwrap();

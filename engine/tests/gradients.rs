@@ -61,10 +61,19 @@ fn conv2d_explicit_padding_and_pointwise() {
 /// backward-input when the output has 8+ channels too).
 #[test]
 fn conv2d_winograd_shapes() {
-    check_conv(conv_geometry(7, 5, 9, 10, [5, 5], [1, 1], "\"same\""), 2);
-    check_conv(conv_geometry(9, 8, 8, 3, [5, 5], [1, 1], "\"valid\""), 3);
-    check_conv(conv_geometry(6, 7, 12, 9, [5, 5], [1, 1], "3"), 1);
-    check_conv(conv_geometry(1, 1, 8, 8, [5, 5], [1, 1], "\"same\""), 3);
+    use engine::cpu::winograd::{backward_input_geometry, worthwhile};
+    for (g, n) in [
+        (conv_geometry(7, 5, 9, 10, [5, 5], [1, 1], "\"same\""), 4),
+        (conv_geometry(9, 8, 8, 3, [5, 5], [1, 1], "\"valid\""), 5),
+        (conv_geometry(6, 7, 12, 9, [5, 5], [1, 1], "3"), 4),
+        (conv_geometry(1, 1, 8, 8, [5, 5], [1, 1], "\"same\""), 6),
+    ] {
+        assert!(worthwhile(&g, n), "{g:?} should take the Winograd path");
+        if g.out_c >= 8 {
+            assert!(worthwhile(&backward_input_geometry(&g), n));
+        }
+        check_conv(g, n);
+    }
 }
 
 #[test]

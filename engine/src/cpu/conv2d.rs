@@ -69,7 +69,7 @@ fn kx_range(g: &Conv2dGeometry, ox: usize) -> (usize, usize, isize) {
 
 /// `y = conv(x, w) + b` for `n` images.
 pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
-    if winograd::applies(g) {
+    if winograd::worthwhile(g, n) {
         return winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), y);
     }
     let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
@@ -100,9 +100,9 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f3
 
 /// `dx = conv^T(dy, w)` for `n` images.
 pub fn backward_input(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    if winograd::applies(g) {
+    if winograd::worthwhile(g, n) {
         let transposed = winograd::backward_input_geometry(g);
-        if winograd::applies(&transposed) {
+        if winograd::worthwhile(&transposed, n) {
             return winograd::forward(dev, &transposed, n, dy, Filters::Flipped(w), None, dx);
         }
     }

@@ -5,6 +5,7 @@
 //! Per block of images: input tiles are transformed (`V = B^T d B`), 36 GEMMs multiply them by
 //! the transformed filters (`U = G g G^T`), and the output transform (`Y = A^T M A`) adds the
 //! bias. Blocks stay in L2; each thread owns whole images, so results do not depend on timing.
+#![allow(clippy::needless_range_loop)] // tile arithmetic reads clearest with explicit indices
 
 use rayon::prelude::*;
 
@@ -31,7 +32,15 @@ const MIN_IN_CHANNELS: usize = 8;
 /// Images transformed and multiplied together (keeps a block's buffers near L2).
 const IMAGES_PER_BLOCK: usize = 2;
 
-/// Whether `g` can run through Winograd (5x5, stride 1, padding of at most 4).
+/// Below this batch the per-call filter transform outweighs the saved multiplies.
+const MIN_BATCH: usize = 4;
+
+/// Whether `n` images of `g` are better done with Winograd than with im2col + GEMM.
+pub fn worthwhile(g: &Conv2dGeometry, n: usize) -> bool {
+    n >= MIN_BATCH && applies(g)
+}
+
+/// Whether `g` can run through Winograd (5x5, stride 1, 8+ input channels, padding of at most 4).
 pub fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel_h == K && g.kernel_w == K && g.stride_h == 1 && g.stride_w == 1 && g.in_c >= MIN_IN_CHANNELS && g.pad_top < K && g.pad_left < K
 }
@@ -101,26 +110,50 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
     });
 }
 
-/// `U[p][ci][co] = (G g G^T)[p]` for every channel pair.
+/// `U[p][ci][co] = (G g G^T)[p]` for every channel pair, `LANES` output channels at a time.
 fn transform_filters(g: &Conv2dGeometry, w: Filters<'_>, u: &mut [f32]) {
     let (ci_n, co_n) = (g.in_c, g.out_c);
-    let mut tmp = [[0.0f32; K]; TILE_IN];
     for ci in 0..ci_n {
-        for co in 0..co_n {
-            let tap = |a: usize, bb: usize| match w {
-                Filters::Direct(w) => w[((a * K + bb) * ci_n + ci) * co_n + co],
-                Filters::Flipped(w) => w[(((K - 1 - a) * K + (K - 1 - bb)) * co_n + co) * ci_n + ci],
-            };
-            for (i, row) in tmp.iter_mut().enumerate() {
-                for (bb, t) in row.iter_mut().enumerate() {
-                    *t = (0..K).map(|a| G[i][a] * tap(a, bb)).sum();
+        for co0 in (0..co_n).step_by(LANES) {
+            let width = LANES.min(co_n - co0);
+            let taps: [[Lanes; K]; K] = std::array::from_fn(|a| {
+                std::array::from_fn(|b| match w {
+                    Filters::Direct(w) => load(w, ((a * K + b) * ci_n + ci) * co_n + co0, width),
+                    Filters::Flipped(w) => std::array::from_fn(|l| {
+                        let co = (co0 + l).min(co_n - 1);
+                        w[(((K - 1 - a) * K + (K - 1 - b)) * co_n + co) * ci_n + ci]
+                    }),
+                })
+            });
+            transform_filter_lanes(&taps, u, ci, ci_n, co_n, co0, width);
+        }
+    }
+}
+
+vectorized! {
+    /// `G g G^T` for one input channel and `LANES` output channels.
+    fn transform_filter_lanes(taps: &[[Lanes; K]; K], u: &mut [f32], ci: usize, ci_n: usize, co_n: usize, co0: usize, width: usize) {
+        let mut gg = [[[0.0f32; LANES]; K]; TILE_IN];
+        for i in 0..TILE_IN {
+            for b in 0..K {
+                for a in 0..K {
+                    let coef = G[i][a];
+                    for l in 0..LANES {
+                        gg[i][b][l] += coef * taps[a][b][l];
+                    }
                 }
             }
-            for i in 0..TILE_IN {
-                for j in 0..TILE_IN {
-                    let v: f32 = (0..K).map(|bb| tmp[i][bb] * G[j][bb]).sum();
-                    u[((i * TILE_IN + j) * ci_n + ci) * co_n + co] = v;
+        }
+        for i in 0..TILE_IN {
+            for j in 0..TILE_IN {
+                let mut out = [0.0f32; LANES];
+                for b in 0..K {
+                    let coef = G[j][b];
+                    for l in 0..LANES {
+                        out[l] += coef * gg[i][b][l];
+                    }
                 }
+                store(u, ((i * TILE_IN + j) * ci_n + ci) * co_n + co0, &out, width);
             }
         }
     }
@@ -144,7 +177,7 @@ fn block(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut
         matmul(&mut m[p * cap * g.out_c..p * cap * g.out_c + tiles * g.out_c], lhs, rhs, false, Threads::Single);
     }
     for img in 0..images {
-        output_transform(g, m, img * tiles_per_image(g), cap, bias, &mut y[img * g.out_len()..(img + 1) * g.out_len()], patch, half);
+        output_transform(g, m, img * tiles_per_image(g), cap, bias, &mut y[img * g.out_len()..(img + 1) * g.out_len()], half);
     }
 }
 
@@ -257,16 +290,7 @@ vectorized! {
 
 /// `y` tiles of one image from `M[p][tile][co]`: `A^T M A + bias`, clipped to the image.
 #[allow(clippy::too_many_arguments)]
-fn output_transform(
-    g: &Conv2dGeometry,
-    m: &[f32],
-    first: usize,
-    cap: usize,
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    row: &mut [f32],
-    half: &mut [f32],
-) {
+fn output_transform(g: &Conv2dGeometry, m: &[f32], first: usize, cap: usize, bias: Option<&[f32]>, y: &mut [f32], half: &mut [f32]) {
     let c = g.out_c;
     let tiles_w = g.out_w.div_ceil(TILE_OUT);
     for ty in 0..g.out_h.div_ceil(TILE_OUT) {
@@ -280,16 +304,24 @@ fn output_transform(
                     if oy >= g.out_h || ox >= g.out_w {
                         continue;
                     }
-                    let out = &mut row[..c];
-                    out.copy_from_slice(&half[(r * TILE_OUT + s) * c..][..c]);
-                    if let Some(b) = bias {
-                        for (o, b) in out.iter_mut().zip(b) {
-                            *o += b;
-                        }
-                    }
-                    y[(oy * g.out_w + ox) * c..][..c].copy_from_slice(out);
+                    let src = &half[(r * TILE_OUT + s) * c..][..c];
+                    write_with_bias(&mut y[(oy * g.out_w + ox) * c..][..c], src, bias);
                 }
             }
+        }
+    }
+}
+
+vectorized! {
+    /// `dst = src + bias` (or `src`).
+    fn write_with_bias(dst: &mut [f32], src: &[f32], bias: Option<&[f32]>) {
+        match bias {
+            Some(b) => {
+                for ((d, s), b) in dst.iter_mut().zip(src).zip(b) {
+                    *d = s + b;
+                }
+            }
+            None => dst.copy_from_slice(src),
         }
     }
 }

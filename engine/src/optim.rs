@@ -38,11 +38,6 @@ impl Optimizer {
         &self.grads
     }
 
-    /// Updates completed so far.
-    pub fn steps(&self) -> u64 {
-        self.steps
-    }
-
     /// Applies the current gradients to `params` with learning rate `lr`.
     pub fn apply(&mut self, device: &Device, params: &mut [Param], lr: f32) {
         self.steps += 1;

@@ -57,13 +57,6 @@ impl<T: Element> Tensor<T> {
         }
     }
 
-    /// Reads the first `len` elements back to the host.
-    pub fn to_host_prefix(&self, len: usize) -> Vec<T> {
-        match &self.storage {
-            Storage::Cpu(v) => v[..len].to_vec(),
-        }
-    }
-
     /// Reads the first `out.len()` elements back into `out` (no allocation).
     pub fn read_host_into(&self, out: &mut [T]) {
         match &self.storage {

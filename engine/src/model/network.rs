@@ -1,7 +1,7 @@
 //! A sequence of layers built from a [`ModelSpec`]: parameters on a device, the forward and
 //! backward passes, and one training step.
 
-use super::spec::{LayerKind, ModelSpec, Shape};
+use super::spec::{LayerKind, ModelSpec};
 use super::workspace::{Workspace, pair, pair_mut};
 use crate::backend::{Conv2dGeometry, PoolGeometry};
 use crate::device::Device;
@@ -333,16 +333,6 @@ fn glorot_uniform(shape: &[usize], seed: u64) -> Vec<f32> {
     let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
     let mut rng = SplitMix64::new(seed);
     (0..len).map(|_| (rng.next_f32() * 2.0 - 1.0) * limit).collect()
-}
-
-impl Shape {
-    /// `[h, w, c]` or `[n]` as a vector, for messages and metadata.
-    pub fn dims(&self) -> Vec<usize> {
-        match *self {
-            Shape::Image { h, w, c } => vec![h, w, c],
-            Shape::Flat(n) => vec![n],
-        }
-    }
 }
 
 #[cfg(test)]

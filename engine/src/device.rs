@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
+use crate::gpu::{AdapterPolicy, GpuDevice};
 
 /// What the user asked for (`--device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,6 +42,7 @@ impl fmt::Display for DeviceKind {
 #[derive(Debug)]
 pub enum Device {
     Cpu(CpuDevice),
+    Gpu(GpuDevice),
 }
 
 impl Device {
@@ -48,19 +50,29 @@ impl Device {
         Device::Cpu(CpuDevice::default())
     }
 
-    /// Resolves `--device`. `auto` takes a hardware GPU when a GPU backend finds one, else the CPU,
-    /// and logs which; `gpu` without a usable GPU backend is an error.
+    /// Any GPU adapter wgpu finds, software ones (Mesa lavapipe) included.
+    pub fn gpu() -> Result<Self> {
+        Ok(Device::Gpu(GpuDevice::open(AdapterPolicy::Any)?))
+    }
+
+    /// Resolves `--device`. `auto` takes a hardware GPU when wgpu finds one, else the CPU, and
+    /// logs which; `gpu` takes any adapter and is an error when there is none.
     pub fn open(kind: DeviceKind) -> Result<Self> {
         match kind {
             DeviceKind::Cpu => Ok(Self::cpu()),
-            DeviceKind::Auto => {
-                let device = Self::cpu();
-                tracing::info!("device auto: no GPU backend in this build, using {}", device.describe());
-                Ok(device)
-            }
-            DeviceKind::Gpu => Err(EngineError::Device(
-                "--device gpu: this build has no GPU backend (the WGSL backend is not part of it yet); use --device cpu or auto".into(),
-            )),
+            DeviceKind::Gpu => Self::gpu(),
+            DeviceKind::Auto => match GpuDevice::open(AdapterPolicy::HardwareOnly) {
+                Ok(gpu) => {
+                    let device = Device::Gpu(gpu);
+                    tracing::info!("device auto: using {}", device.describe());
+                    Ok(device)
+                }
+                Err(e) => {
+                    let device = Self::cpu();
+                    tracing::info!("device auto: using {} ({e})", device.describe());
+                    Ok(device)
+                }
+            },
         }
     }
 
@@ -68,12 +80,29 @@ impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Device::Gpu(g) => g.describe(),
         }
     }
 
     pub fn kind(&self) -> DeviceKind {
         match self {
             Device::Cpu(_) => DeviceKind::Cpu,
+            Device::Gpu(_) => DeviceKind::Gpu,
+        }
+    }
+
+    /// The largest tensor this device can hand to one kernel, if it has a limit.
+    pub fn max_tensor_bytes(&self) -> Option<u64> {
+        match self {
+            Device::Cpu(_) => None,
+            Device::Gpu(g) => Some(g.max_binding_bytes()),
+        }
+    }
+
+    /// Waits until every recorded operation has finished (a no-op on the CPU).
+    pub fn synchronize(&self) {
+        if let Device::Gpu(g) = self {
+            g.synchronize();
         }
     }
 }

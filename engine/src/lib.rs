@@ -1,9 +1,10 @@
 //! The MNIST CNN tensor engine.
 //!
-//! - [`device`]: where tensors live and kernels run (`cpu` now; the WGSL backend plugs in beside it).
+//! - [`device`]: where tensors live and kernels run (`cpu` or `gpu`).
 //! - [`tensor`]: device-owned tensors; nothing is read back to the host unless asked for.
 //! - [`backend`]: the small set of ops the layers need, dispatched to the device's kernels.
-//! - [`cpu`]: rayon + GEMM kernels, one file per op family; also the oracle for other backends.
+//! - [`cpu`]: rayon + GEMM kernels, one file per op family; also the oracle for the GPU.
+//! - [`gpu`]: the WGSL backend (shaders/ through wgpu), one dispatcher per shader file.
 //! - [`model`]: config, shape inference, layers, the network and its training step.
 //! - [`optim`]: optimizers and learning-rate schedules.
 //! - [`data`]: the IDX reader and MNIST sets.
@@ -16,6 +17,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod optim;

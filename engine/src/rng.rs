@@ -88,6 +88,16 @@ impl DropoutMask {
     pub fn keep(self, index: u32) -> bool {
         pcg_hash(self.base ^ pcg_hash(index)) >= self.threshold
     }
+
+    /// The per-key part of the hash (what a GPU kernel needs, with the threshold).
+    pub(crate) fn base(self) -> u32 {
+        self.base
+    }
+
+    /// Elements whose hash is below this are dropped.
+    pub(crate) fn threshold(self) -> u32 {
+        self.threshold
+    }
 }
 
 #[inline]

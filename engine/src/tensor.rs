@@ -1,8 +1,10 @@
-//! Device-owned tensors. Data stays where the device put it; [`Tensor::to_host`] is the only
-//! way back to the host, so every readback is visible at the call site.
+//! Device-owned tensors. Data stays where the device put it; [`Tensor::to_host`] and
+//! [`Tensor::read_host_into`] are the only ways back to the host, so every readback is visible
+//! at the call site.
 
 use crate::device::Device;
 use crate::error::{EngineError, Result};
+use crate::gpu::GpuBuffer;
 
 /// Element types a tensor can hold.
 pub trait Element: bytemuck::Pod + Default + Send + Sync + 'static {}
@@ -10,12 +12,13 @@ impl Element for f32 {}
 impl Element for u32 {}
 
 /// Where a tensor's data lives.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Storage<T: Element> {
     Cpu(Vec<T>),
+    Gpu(GpuBuffer),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Tensor<T: Element = f32> {
     shape: Vec<usize>,
     storage: Storage<T>,
@@ -24,9 +27,10 @@ pub struct Tensor<T: Element = f32> {
 impl<T: Element> Tensor<T> {
     /// A zero-filled tensor on `device`.
     pub fn zeros(device: &Device, shape: &[usize]) -> Self {
-        let len = shape.iter().product();
+        let len: usize = shape.iter().product();
         let storage = match device {
             Device::Cpu(_) => Storage::Cpu(vec![T::default(); len]),
+            Device::Gpu(g) => Storage::Gpu(GpuBuffer::zeroed(g, (len * size_of::<T>()) as u64)),
         };
         Self { shape: shape.to_vec(), storage }
     }
@@ -54,13 +58,22 @@ impl<T: Element> Tensor<T> {
     pub fn to_host(&self) -> Vec<T> {
         match &self.storage {
             Storage::Cpu(v) => v.clone(),
+            Storage::Gpu(_) => {
+                let mut out = vec![T::default(); self.len()];
+                self.read_host_into(&mut out);
+                out
+            }
         }
     }
 
-    /// Reads the first `out.len()` elements back into `out` (no allocation).
+    /// Reads the first `out.len()` elements back into `out` (no allocation on the host).
     pub fn read_host_into(&self, out: &mut [T]) {
         match &self.storage {
             Storage::Cpu(v) => out.copy_from_slice(&v[..out.len()]),
+            Storage::Gpu(g) => {
+                assert!(out.len() <= self.len(), "reading {} elements of a {}-element tensor", out.len(), self.len());
+                g.device.ctx.read(&g.buffer, bytemuck::cast_slice_mut(out));
+            }
         }
     }
 
@@ -74,6 +87,7 @@ impl<T: Element> Tensor<T> {
         }
         match &mut self.storage {
             Storage::Cpu(v) => v[..data.len()].copy_from_slice(data),
+            Storage::Gpu(g) => g.device.ctx.write(&g.buffer, bytemuck::cast_slice(data)),
         }
         Ok(())
     }
@@ -81,12 +95,21 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn cpu(&self) -> &[T] {
         match &self.storage {
             Storage::Cpu(v) => v,
+            Storage::Gpu(_) => panic!("a GPU tensor was handed to a CPU kernel"),
         }
     }
 
     pub(crate) fn cpu_mut(&mut self) -> &mut [T] {
         match &mut self.storage {
             Storage::Cpu(v) => v,
+            Storage::Gpu(_) => panic!("a GPU tensor was handed to a CPU kernel"),
+        }
+    }
+
+    pub(crate) fn gpu(&self) -> &wgpu::Buffer {
+        match &self.storage {
+            Storage::Gpu(g) => &g.buffer,
+            Storage::Cpu(_) => panic!("a CPU tensor was handed to a GPU kernel"),
         }
     }
 }

@@ -62,3 +62,29 @@ rate = 0.2
 type = "dense"
 units = 10
 "#;
+
+/// The GPU device shared by a test binary: any adapter, lavapipe included. No adapter is a
+/// test failure (with wgpu's reason), never a skip.
+pub fn gpu() -> &'static engine::Device {
+    static GPU: std::sync::OnceLock<engine::Device> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| engine::Device::gpu().unwrap_or_else(|e| panic!("GPU tests need a working GPU device: {e}")))
+}
+
+/// Asserts `|got - want| <= atol + rtol * |want|` element-wise, naming the first mismatch.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| !((got[i] - want[i]).abs() <= atol + rtol * want[i].abs())) {
+        panic!("{what}[{i}]: got {} want {} (atol {atol}, rtol {rtol})", got[i], want[i]);
+    }
+}
+
+/// Runs one test body on the CPU and on the GPU; each run returns named outputs, and the GPU's
+/// must match the CPU's within `atol + rtol * |cpu|`.
+pub fn same_on_both(name: &str, atol: f32, rtol: f32, body: impl Fn(&engine::Device) -> Vec<(&'static str, Vec<f32>)>) {
+    let want = body(&engine::Device::cpu());
+    let got = body(gpu());
+    assert_eq!(want.len(), got.len());
+    for ((what, w), (_, g)) in want.iter().zip(&got) {
+        assert_close(&format!("{name}: {what}"), g, w, atol, rtol);
+    }
+}

@@ -1,0 +1,102 @@
+//! GPU memory: tensor buffers (allocated once by their owners), and a pool of grow-only scratch
+//! buffers (split-K partial products, per-row loss values, staged pixels, readback staging)
+//! shared by every dispatch of a device.
+
+use std::sync::{Mutex, MutexGuard};
+
+use super::context::GpuDevice;
+
+/// A tensor's storage on the GPU.
+pub struct GpuBuffer {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) device: GpuDevice,
+}
+
+impl GpuBuffer {
+    /// A zero-filled buffer of at least `bytes` bytes (wgpu zero-initialises new buffers).
+    pub(crate) fn zeroed(device: &GpuDevice, bytes: u64) -> Self {
+        let buffer = device.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self { buffer, device: device.clone() }
+    }
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({} bytes)", self.buffer.size())
+    }
+}
+
+/// What a scratch buffer holds; each kind has its own buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scratch {
+    SplitPartials,
+    RowStats,
+    Pixels,
+}
+
+pub(crate) struct BufferPool {
+    scratch: Mutex<[Option<wgpu::Buffer>; 3]>,
+    readback: Mutex<Option<wgpu::Buffer>>,
+    /// Bound where a kernel's optional input or output is unused.
+    pub(crate) unused_input: wgpu::Buffer,
+    pub(crate) unused_output: wgpu::Buffer,
+}
+
+impl BufferPool {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let small = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        Self {
+            scratch: Mutex::new([None, None, None]),
+            readback: Mutex::new(None),
+            unused_input: small("unused input"),
+            unused_output: small("unused output"),
+        }
+    }
+
+    /// The scratch buffer of `kind`, at least `bytes` long. Commands already recorded keep the
+    /// buffer they bound alive if it is replaced by a larger one.
+    pub(crate) fn scratch(&self, device: &wgpu::Device, kind: Scratch, bytes: u64) -> wgpu::Buffer {
+        let mut slots = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut slots[kind as usize];
+        let bytes = bytes.max(4).next_multiple_of(4);
+        match slot {
+            Some(buffer) if buffer.size() >= bytes => buffer.clone(),
+            _ => {
+                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("scratch"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                *slot = Some(buffer.clone());
+                buffer
+            }
+        }
+    }
+
+    /// The readback staging buffer (mappable), at least `bytes` long, held while in use.
+    pub(crate) fn readback(&self, device: &wgpu::Device, bytes: u64) -> MutexGuard<'_, Option<wgpu::Buffer>> {
+        let mut guard = self.readback.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_none_or(|b| b.size() < bytes) {
+            *guard = Some(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes.next_multiple_of(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        guard
+    }
+}

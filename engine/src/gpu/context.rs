@@ -1,0 +1,119 @@
+//! Adapter and device selection, and the state every GPU tensor and dispatch shares.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use super::buffers::BufferPool;
+use super::kernels::Kernels;
+use super::recorder::Recorder;
+use crate::error::{EngineError, Result};
+
+/// Which adapters `--device` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterPolicy {
+    /// Any adapter, software rasterisers (Mesa lavapipe) included: `--device gpu`.
+    Any,
+    /// Hardware GPUs only: `--device auto`.
+    HardwareOnly,
+}
+
+pub(crate) struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) kernels: Kernels,
+    pub(crate) recorder: Mutex<Recorder>,
+    pub(crate) buffers: BufferPool,
+}
+
+/// A GPU (or software Vulkan) device. Cheap to clone: clones share the device.
+#[derive(Clone)]
+pub struct GpuDevice {
+    pub(crate) ctx: Arc<GpuContext>,
+}
+
+impl fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GpuDevice({})", self.describe())
+    }
+}
+
+fn rank(kind: wgpu::DeviceType) -> u8 {
+    match kind {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 1,
+        wgpu::DeviceType::Cpu => 0,
+    }
+}
+
+impl GpuDevice {
+    /// Opens the best adapter wgpu finds (discrete before integrated before software).
+    /// `WGPU_BACKEND` and the other `wgpu` environment variables are honoured.
+    pub fn open(policy: AdapterPolicy) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let found: Vec<String> = adapters.iter().map(|a| describe_info(&a.get_info())).collect();
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| policy == AdapterPolicy::Any || a.get_info().device_type != wgpu::DeviceType::Cpu)
+            .max_by_key(|a| rank(a.get_info().device_type))
+            .ok_or_else(|| {
+                let what = if policy == AdapterPolicy::Any { "no GPU adapter" } else { "no hardware GPU adapter" };
+                let seen = if found.is_empty() { "none".to_string() } else { found.join("; ") };
+                EngineError::Device(format!(
+                    "{what} found (adapters seen: {seen}); install a Vulkan driver (for a software one: apt-get install mesa-vulkan-drivers libvulkan1) or use --device cpu"
+                ))
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("engine"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| EngineError::Device(format!("{}: cannot open the device: {e}", describe_info(&info))))?;
+        device.on_uncaptured_error(Arc::new(|e| panic!("wgpu: {e}")));
+        let kernels = Kernels::build(&device)?;
+        let buffers = BufferPool::new(&device);
+        let recorder = Mutex::new(Recorder::new(&device));
+        let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers };
+        Ok(Self { ctx: Arc::new(ctx) })
+    }
+
+    /// One line for logs and result files, e.g. `gpu (NVIDIA H100, Vulkan, discrete)`.
+    pub fn describe(&self) -> String {
+        format!("gpu ({})", describe_info(&self.ctx.info))
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.ctx.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest tensor one binding can hold.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+    }
+
+    /// Submits everything recorded so far and waits for the device to finish it.
+    pub fn synchronize(&self) {
+        self.ctx.flush();
+        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while waiting");
+    }
+}
+
+fn describe_info(info: &wgpu::AdapterInfo) -> String {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "software",
+        wgpu::DeviceType::Other => "other",
+    };
+    format!("{}, {:?}, {kind}", info.name, info.backend)
+}

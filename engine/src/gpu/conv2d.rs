@@ -1,0 +1,63 @@
+//! Dispatcher for shaders/conv2d.wgsl: each pass is one implicit matrix product.
+
+use super::context::GpuContext;
+use super::gemm::{Gemm, Operands};
+use super::kernels::Kernel;
+use crate::backend::Conv2dGeometry;
+
+pub(crate) fn forward(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: &wgpu::Buffer, w: &wgpu::Buffer, b: &wgpu::Buffer, y: &wgpu::Buffer) {
+    Gemm {
+        kernel: Kernel::ConvForward,
+        m: n * g.positions(),
+        n: g.out_c,
+        k: g.patch_len(),
+        operands: Operands::Conv(g),
+        a: x,
+        b: w,
+        bias: Some(b),
+        out: y,
+        ones_out: None,
+    }
+    .run(ctx);
+}
+
+pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy: &wgpu::Buffer, w: &wgpu::Buffer, dx: &wgpu::Buffer) {
+    Gemm {
+        kernel: Kernel::ConvBackwardInput,
+        m: n * g.in_h * g.in_w,
+        n: g.in_c,
+        k: g.kernel_h * g.kernel_w * g.out_c,
+        operands: Operands::Conv(g),
+        a: dy,
+        b: w,
+        bias: None,
+        out: dx,
+        ones_out: None,
+    }
+    .run(ctx);
+}
+
+/// Writes the weight gradient into `dw` and the bias gradient into `db`.
+pub(crate) fn backward_weight(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    n: usize,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    db: &wgpu::Buffer,
+) {
+    Gemm {
+        kernel: Kernel::ConvBackwardWeight,
+        m: g.patch_len(),
+        n: g.out_c,
+        k: n * g.positions(),
+        operands: Operands::Conv(g),
+        a: x,
+        b: dy,
+        bias: None,
+        out: dw,
+        ones_out: Some(db),
+    }
+    .run(ctx);
+}

@@ -1,0 +1,140 @@
+//! The pipeline cache: every WGSL entry point compiled once, when the device opens.
+
+use crate::error::{EngineError, Result};
+
+const GEMM_TILE: &str = include_str!("../../../shaders/gemm_tile.wgsl");
+const DENSE: &str = include_str!("../../../shaders/dense.wgsl");
+const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
+const POOL: &str = include_str!("../../../shaders/pool.wgsl");
+const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
+const SOFTMAX_XENT: &str = include_str!("../../../shaders/softmax_xent.wgsl");
+const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
+
+/// One compute entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Matmul,
+    ReduceSplits,
+    ConvForward,
+    ConvBackwardInput,
+    ConvBackwardWeight,
+    MaxPoolForward,
+    MaxPoolBackward,
+    ReluForward,
+    ReluBackward,
+    Dropout,
+    NormalizeU8,
+    XentForwardBackward,
+    XentReduce,
+    Softmax,
+    Argmax,
+    Sgd,
+    Momentum,
+    Adam,
+}
+
+/// Shader files, as compiled: the tiled product is prepended to its users.
+#[derive(Clone, Copy)]
+enum Module {
+    Dense,
+    Conv2d,
+    Pool,
+    Elementwise,
+    SoftmaxXent,
+    Optim,
+}
+
+impl Module {
+    const ALL: [Module; 6] = [Module::Dense, Module::Conv2d, Module::Pool, Module::Elementwise, Module::SoftmaxXent, Module::Optim];
+
+    fn file(self) -> &'static str {
+        match self {
+            Module::Dense => "dense.wgsl",
+            Module::Conv2d => "conv2d.wgsl",
+            Module::Pool => "pool.wgsl",
+            Module::Elementwise => "elementwise.wgsl",
+            Module::SoftmaxXent => "softmax_xent.wgsl",
+            Module::Optim => "optim.wgsl",
+        }
+    }
+
+    fn source(self) -> String {
+        match self {
+            Module::Dense => format!("{GEMM_TILE}\n{DENSE}"),
+            Module::Conv2d => format!("{GEMM_TILE}\n{CONV2D}"),
+            Module::Pool => POOL.to_string(),
+            Module::Elementwise => ELEMENTWISE.to_string(),
+            Module::SoftmaxXent => SOFTMAX_XENT.to_string(),
+            Module::Optim => OPTIM.to_string(),
+        }
+    }
+}
+
+const KERNELS: [(Kernel, Module, &str); 18] = [
+    (Kernel::Matmul, Module::Dense, "matmul"),
+    (Kernel::ReduceSplits, Module::Dense, "reduce_splits"),
+    (Kernel::ConvForward, Module::Conv2d, "forward"),
+    (Kernel::ConvBackwardInput, Module::Conv2d, "backward_input"),
+    (Kernel::ConvBackwardWeight, Module::Conv2d, "backward_weight"),
+    (Kernel::MaxPoolForward, Module::Pool, "max_forward"),
+    (Kernel::MaxPoolBackward, Module::Pool, "max_backward"),
+    (Kernel::ReluForward, Module::Elementwise, "relu_forward"),
+    (Kernel::ReluBackward, Module::Elementwise, "relu_backward"),
+    (Kernel::Dropout, Module::Elementwise, "dropout"),
+    (Kernel::NormalizeU8, Module::Elementwise, "normalize_u8"),
+    (Kernel::XentForwardBackward, Module::SoftmaxXent, "xent_forward_backward"),
+    (Kernel::XentReduce, Module::SoftmaxXent, "xent_reduce"),
+    (Kernel::Softmax, Module::SoftmaxXent, "softmax"),
+    (Kernel::Argmax, Module::SoftmaxXent, "argmax"),
+    (Kernel::Sgd, Module::Optim, "sgd"),
+    (Kernel::Momentum, Module::Optim, "momentum"),
+    (Kernel::Adam, Module::Optim, "adam"),
+];
+
+pub(crate) struct Kernels {
+    pipelines: Vec<wgpu::ComputePipeline>,
+}
+
+impl Kernels {
+    /// Compiles every shader file and entry point; a WGSL error names the file.
+    pub(crate) fn build(device: &wgpu::Device) -> Result<Self> {
+        let mut modules = Vec::with_capacity(Module::ALL.len());
+        for module in Module::ALL {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(module.file()),
+                source: wgpu::ShaderSource::Wgsl(module.source().into()),
+            });
+            if let Some(err) = pollster::block_on(scope.pop()) {
+                return Err(EngineError::Device(format!("shaders/{}: {err}", module.file())));
+            }
+            modules.push(shader);
+        }
+        let mut pipelines = Vec::with_capacity(KERNELS.len());
+        for (i, &(kernel, module, entry)) in KERNELS.iter().enumerate() {
+            debug_assert_eq!(kernel as usize, i, "KERNELS is in Kernel order");
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &modules[module as usize],
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+            if let Some(err) = pollster::block_on(scope.pop()) {
+                return Err(EngineError::Device(format!("shaders/{} entry point {entry}: {err}", module.file())));
+            }
+            pipelines.push(pipeline);
+        }
+        Ok(Self { pipelines })
+    }
+
+    pub(crate) fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines[kernel as usize]
+    }
+}

@@ -1,0 +1,20 @@
+//! The WGSL backend: a wgpu device, the pipelines of `shaders/` built once at start-up, a buffer
+//! pool, and one dispatcher per shader file. Ops record into one pending command encoder; it is
+//! submitted when something is read back (or written from the host), so a training step is one
+//! submission that reads back two numbers.
+
+mod buffers;
+mod context;
+mod kernels;
+mod recorder;
+
+pub(crate) mod conv2d;
+pub(crate) mod dense;
+pub(crate) mod elementwise;
+pub(crate) mod gemm;
+pub(crate) mod optim;
+pub(crate) mod pool;
+pub(crate) mod softmax_xent;
+
+pub use buffers::GpuBuffer;
+pub use context::{AdapterPolicy, GpuDevice};

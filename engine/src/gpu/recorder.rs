@@ -1,0 +1,174 @@
+//! The pending command encoder: dispatches are recorded into it, each with its parameters in a
+//! slot of one uniform arena, and it is submitted only when the host needs a result (a readback)
+//! or overwrites a buffer. Bind groups are cached, so a repeated step creates none.
+
+use std::collections::HashMap;
+
+use super::context::GpuContext;
+use super::kernels::Kernel;
+
+/// Bytes per uniform slot: the largest offset alignment any adapter may demand.
+const UNIFORM_SLOT: u64 = 256;
+const UNIFORM_SLOTS: u64 = 2048;
+const MAX_BINDINGS: usize = 10;
+const MAX_CACHED_BIND_GROUPS: usize = 4096;
+
+type BindKey = (Kernel, u64, [Option<wgpu::Buffer>; MAX_BINDINGS]);
+
+pub(crate) struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    uniform_buffer: wgpu::Buffer,
+    /// Host image of the slots used by the pending encoder.
+    uniforms: Vec<u8>,
+    slots_used: u64,
+    bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+}
+
+impl Recorder {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let uniform_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform arena"),
+            size: UNIFORM_SLOT * UNIFORM_SLOTS,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self {
+            encoder: None,
+            uniform_buffer,
+            uniforms: vec![0; (UNIFORM_SLOT * UNIFORM_SLOTS) as usize],
+            slots_used: 0,
+            bind_groups: HashMap::new(),
+        }
+    }
+
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") }))
+    }
+
+    fn submit(&mut self, queue: &wgpu::Queue) {
+        if let Some(encoder) = self.encoder.take() {
+            let used = (self.slots_used * UNIFORM_SLOT) as usize;
+            if used > 0 {
+                queue.write_buffer(&self.uniform_buffer, 0, &self.uniforms[..used]);
+            }
+            queue.submit([encoder.finish()]);
+            self.slots_used = 0;
+        }
+    }
+}
+
+impl GpuContext {
+    fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `kernel` over `workgroups` workgroups (numbered linearly across x and y, so no
+    /// dimension exceeds the adapter's limit). `params` fill the uniform at binding 0;
+    /// `bindings` are (binding, buffer) for the storage buffers the entry point uses.
+    pub(crate) fn dispatch(&self, kernel: Kernel, params: &[u32], bindings: &[(u32, &wgpu::Buffer)], workgroups: usize) {
+        if workgroups == 0 {
+            return;
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        let (x, y) = (workgroups.min(max), workgroups.div_ceil(max));
+        assert!(y <= max, "{workgroups} workgroups exceed the adapter's {max} x {max} grid");
+        assert!(params.len() * 4 <= UNIFORM_SLOT as usize, "kernel parameters exceed one uniform slot");
+
+        let mut rec = self.recorder();
+        if rec.slots_used == UNIFORM_SLOTS {
+            rec.submit(&self.queue);
+        }
+        let slot = rec.slots_used;
+        rec.slots_used += 1;
+        let at = (slot * UNIFORM_SLOT) as usize;
+        rec.uniforms[at..at + params.len() * 4].copy_from_slice(bytemuck::cast_slice(params));
+
+        let mut buffers: [Option<wgpu::Buffer>; MAX_BINDINGS] = Default::default();
+        for &(binding, buffer) in bindings {
+            buffers[binding as usize] = Some(buffer.clone());
+        }
+        let key: BindKey = (kernel, slot, buffers);
+        if !rec.bind_groups.contains_key(&key) {
+            if rec.bind_groups.len() >= MAX_CACHED_BIND_GROUPS {
+                rec.bind_groups.clear();
+            }
+            let group = self.create_bind_group(kernel, &rec.uniform_buffer, slot, bindings);
+            rec.bind_groups.insert(key.clone(), group);
+        }
+        let rec = &mut *rec;
+        let group = &rec.bind_groups[&key];
+        let encoder = rec.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+        pass.set_pipeline(self.kernels.get(kernel));
+        pass.set_bind_group(0, group, &[]);
+        pass.dispatch_workgroups(x as u32, y as u32, 1);
+    }
+
+    fn create_bind_group(&self, kernel: Kernel, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
+        let mut entries = Vec::with_capacity(bindings.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: uniforms,
+                offset: slot * UNIFORM_SLOT,
+                size: wgpu::BufferSize::new(UNIFORM_SLOT),
+            }),
+        });
+        entries.extend(bindings.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }));
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &self.kernels.get(kernel).get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Submits what has been recorded (without waiting for it).
+    pub(crate) fn flush(&self) {
+        self.recorder().submit(&self.queue);
+    }
+
+    /// Overwrites the start of `dst` with `data`, after everything recorded before.
+    pub(crate) fn write(&self, dst: &wgpu::Buffer, data: &[u8]) {
+        let mut rec = self.recorder();
+        // Queue writes land before the next submission: commands already recorded must go first.
+        rec.submit(&self.queue);
+        let whole = data.len() / 4 * 4;
+        if whole > 0 {
+            self.queue.write_buffer(dst, 0, &data[..whole]);
+        }
+        if whole < data.len() {
+            let mut tail = [0u8; 4];
+            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.queue.write_buffer(dst, whole as u64, &tail);
+        }
+    }
+
+    /// Runs everything recorded, then copies the start of `src` into `out`.
+    pub(crate) fn read(&self, src: &wgpu::Buffer, out: &mut [u8]) {
+        if out.is_empty() {
+            return;
+        }
+        let bytes = (out.len() as u64).next_multiple_of(4);
+        let staging = self.buffers.readback(&self.device, bytes);
+        let staging = staging.as_ref().expect("readback buffer exists");
+        {
+            let mut rec = self.recorder();
+            rec.encoder(&self.device).copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+            rec.submit(&self.queue);
+        }
+        let slice = staging.slice(..bytes);
+        slice.map_async(wgpu::MapMode::Read, |result| {
+            if let Err(e) = result {
+                tracing::error!("mapping the readback buffer failed: {e}");
+            }
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("GPU device lost while reading back");
+        {
+            let view = slice.get_mapped_range().expect("readback buffer mapped");
+            out.copy_from_slice(&view[..out.len()]);
+        }
+        staging.unmap();
+    }
+}

@@ -1,0 +1,204 @@
+//! Every op on the GPU against the CPU oracle: one test body runs on both devices, on awkward
+//! shapes (1, 3, 17, 28, 127 ...), with capacity beyond `n` to catch writes past the batch.
+
+mod common;
+
+use common::{distinct, random, same_on_both};
+use engine::backend::{Conv2dGeometry, PoolGeometry, UpdateRule};
+use engine::cpu::optim::AdamStep;
+use engine::rng::DropoutKey;
+use engine::{Device, Tensor};
+
+fn upload(d: &Device, name: &str, values: &[f32]) -> Tensor {
+    Tensor::from_host(d, name, &[values.len()], values).unwrap()
+}
+
+fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride: usize, pad: usize) -> Conv2dGeometry {
+    let out = |i: usize| (i + 2 * pad - kernel) / stride + 1;
+    Conv2dGeometry {
+        in_h: in_hw.0,
+        in_w: in_hw.1,
+        in_c,
+        out_h: out(in_hw.0),
+        out_w: out(in_hw.1),
+        out_c,
+        kernel_h: kernel,
+        kernel_w: kernel,
+        stride_h: stride,
+        stride_w: stride,
+        pad_top: pad,
+        pad_left: pad,
+    }
+}
+
+#[test]
+fn matmul_matches_cpu() {
+    // The last shapes have few output tiles and a long reduction: they take the split-K path.
+    for (m, n, k) in [(1, 1, 1), (3, 17, 5), (17, 3, 127), (28, 127, 65), (64, 64, 64), (130, 70, 33), (3, 5, 2000), (65, 17, 1500)] {
+        let (a, b) = (random(m * k, 1), random(k * n, 2));
+        same_on_both(&format!("matmul {m}x{n}x{k}"), 1e-5 * k as f32, 1e-4, |d| {
+            let mut c = Tensor::zeros(d, &[m, n]);
+            d.matmul(m, n, k, &upload(d, "a", &a), &upload(d, "b", &b), &mut c);
+            vec![("c", c.to_host())]
+        });
+    }
+}
+
+#[test]
+fn dense_passes_match_cpu() {
+    // (examples, inputs, outputs); the last has a batch long enough to split the weight gradient.
+    for (n, inputs, outputs) in [(1, 3, 17), (17, 127, 10), (3, 28, 65), (2, 1, 1), (600, 5, 3)] {
+        let cap = n + 1;
+        let (x, w, b, dy) = (random(cap * inputs, 3), random(inputs * outputs, 4), random(outputs, 5), random(cap * outputs, 6));
+        same_on_both(&format!("dense n={n} {inputs}->{outputs}"), 1e-5 * n.max(inputs) as f32, 1e-4, |d| {
+            let (xt, wt, bt, dyt) = (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy));
+            let mut y = Tensor::zeros(d, &[cap, outputs]);
+            let mut dx = Tensor::zeros(d, &[cap, inputs]);
+            let (mut dw, mut db) = (Tensor::zeros(d, &[inputs, outputs]), Tensor::zeros(d, &[outputs]));
+            d.dense_forward(n, inputs, outputs, &xt, &wt, &bt, &mut y);
+            d.dense_backward_input(n, inputs, outputs, &dyt, &wt, &mut dx);
+            d.dense_backward_weight(n, inputs, outputs, &xt, &dyt, &mut dw, &mut db);
+            vec![("y", y.to_host()), ("dx", dx.to_host()), ("dw", dw.to_host()), ("db", db.to_host())]
+        });
+    }
+}
+
+#[test]
+fn conv2d_passes_match_cpu() {
+    let cases = [
+        (2, conv((28, 28), 1, 4, 5, 1, 2)),  // the reference model's first layer, "same"
+        (3, conv((7, 9), 3, 5, 3, 2, 0)),    // stride 2, valid, odd sizes
+        (1, conv((5, 5), 17, 3, 1, 1, 0)),   // pointwise
+        (2, conv((6, 6), 2, 3, 3, 2, 1)),    // stride 2 with padding: taps off the stride grid
+        (1, conv((3, 3), 1, 1, 3, 1, 1)),    // 1 channel in and out
+        (5, conv((14, 14), 8, 16, 5, 1, 2)), // the second layer's shape, small: split-K weights
+    ];
+    for (n, g) in cases {
+        let cap = n + 1;
+        let (x, w, b) = (random(cap * g.in_len(), 7), random(g.weight_len(), 8), random(g.out_c, 9));
+        let dy = random(cap * g.out_len(), 10);
+        let what = format!("conv2d n={n} {g:?}");
+        same_on_both(&what, 1e-5 * (n * g.positions()).max(g.patch_len()) as f32, 1e-4, |d| {
+            let (xt, wt, bt, dyt) = (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy));
+            let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
+            let mut dx = Tensor::zeros(d, &[cap, g.in_len()]);
+            let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
+            d.conv2d_forward(&g, n, &xt, &wt, &bt, &mut y);
+            d.conv2d_backward_input(&g, n, &dyt, &wt, &mut dx);
+            d.conv2d_backward_weight(&g, n, &xt, &dyt, &mut dw, &mut db);
+            vec![("y", y.to_host()), ("dx", dx.to_host()), ("dw", dw.to_host()), ("db", db.to_host())]
+        });
+    }
+}
+
+#[test]
+fn max_pool_matches_cpu_exactly() {
+    let pool = |in_h: usize, in_w: usize, channels: usize, size: usize, stride: usize| PoolGeometry {
+        in_h,
+        in_w,
+        channels,
+        out_h: (in_h - size) / stride + 1,
+        out_w: (in_w - size) / stride + 1,
+        size_h: size,
+        size_w: size,
+        stride_h: stride,
+        stride_w: stride,
+    };
+    // Non-overlapping, overlapping (3 over 2), stride 1, and a window that leaves a border unused.
+    for (n, g) in [(2, pool(28, 28, 3, 2, 2)), (3, pool(7, 7, 5, 3, 2)), (1, pool(4, 5, 1, 3, 1)), (2, pool(5, 5, 17, 2, 2))] {
+        let cap = n + 1;
+        let (x, dy) = (distinct(cap * g.in_len(), 11), random(cap * g.out_len(), 12));
+        same_on_both(&format!("max pool n={n} {g:?}"), 0.0, 0.0, |d| {
+            let (xt, dyt) = (upload(d, "x", &x), upload(d, "dy", &dy));
+            let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
+            let mut argmax = Tensor::<u32>::zeros(d, &[cap, g.out_len()]);
+            let mut dx = Tensor::zeros(d, &[cap, g.in_len()]);
+            d.max_pool_forward(&g, n, &xt, &mut y, &mut argmax);
+            d.max_pool_backward(&g, n, &dyt, &argmax, &mut dx);
+            let argmax = argmax.to_host().into_iter().map(|a| a as f32).collect();
+            vec![("y", y.to_host()), ("argmax", argmax), ("dx", dx.to_host())]
+        });
+    }
+}
+
+#[test]
+fn elementwise_ops_match_cpu_exactly() {
+    for len in [1, 3, 17, 127, 1000] {
+        let (x, y, dy) = (random(len + 1, 13), random(len + 1, 14), random(len + 1, 15));
+        let pixels: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+        let key = DropoutKey { seed: 3, layer: 1, step: 7 };
+        same_on_both(&format!("elementwise len={len}"), 0.0, 0.0, |d| {
+            let mut relu = upload(d, "x", &x);
+            d.relu_forward(len, &mut relu);
+            let mut relu_grad = upload(d, "dy", &dy);
+            d.relu_backward(len, &upload(d, "y", &y), &mut relu_grad);
+            let mut dropped = upload(d, "x", &x);
+            d.dropout(len, key, 0.3, &mut dropped);
+            let mut images = Tensor::zeros(d, &[len + 1]);
+            d.upload_images_u8(&pixels, &mut images);
+            vec![("relu", relu.to_host()), ("relu grad", relu_grad.to_host()), ("dropout", dropped.to_host()), ("u8", images.to_host())]
+        });
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_matches_cpu() {
+    for (n, classes) in [(1, 10), (3, 3), (17, 10), (127, 10), (300, 1)] {
+        let logits: Vec<f32> = random((n + 1) * classes, 16).iter().map(|v| v * 8.0).collect();
+        let labels: Vec<u32> = (0..n as u32 + 1).map(|i| i * 7 % classes as u32).collect();
+        same_on_both(&format!("softmax xent n={n} classes={classes}"), 1e-5, 1e-5, |d| {
+            let lt = upload(d, "logits", &logits);
+            let labels = Tensor::from_host(d, "labels", &[n + 1], &labels).unwrap();
+            let mut dlogits = Tensor::zeros(d, &[n + 1, classes]);
+            let mut stats = Tensor::zeros(d, &[2]);
+            d.softmax_xent(n, classes, &lt, &labels, &mut dlogits, &mut stats);
+            let mut probs = Tensor::zeros(d, &[n + 1, classes]);
+            d.softmax(n, classes, &lt, &mut probs);
+            let mut argmax = Tensor::<u32>::zeros(d, &[n + 1]);
+            d.argmax(n, classes, &lt, &mut argmax);
+            let argmax = argmax.to_host().into_iter().map(|a| a as f32).collect();
+            let stats = stats.to_host();
+            vec![("dlogits", dlogits.to_host()), ("loss", vec![stats[0] / n as f32]), ("correct", vec![stats[1]]), ("probs", probs.to_host()), ("argmax", argmax)]
+        });
+    }
+}
+
+#[test]
+fn optimizer_updates_match_cpu() {
+    let adam = |decoupled| {
+        UpdateRule::Adam(AdamStep {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.01,
+            decoupled,
+            bias1: 1.0 - 0.9f32.powi(3),
+            bias2: 1.0 - 0.999f32.powi(3),
+        })
+    };
+    let rules = [
+        ("sgd", UpdateRule::Sgd { lr: 0.1, weight_decay: 0.01 }, 0),
+        ("momentum", UpdateRule::Momentum { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 }, 1),
+        ("nesterov", UpdateRule::Momentum { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 1e-3 }, 1),
+        ("adam", adam(false), 2),
+        ("adamw", adam(true), 2),
+    ];
+    for len in [1, 17, 1000] {
+        for (name, rule, slots) in rules {
+            let (p, g) = (random(len, 17), random(len, 18));
+            let state: Vec<Vec<f32>> = (0..slots).map(|s| random(len, 19 + s as u64).iter().map(|v| v.abs()).collect()).collect();
+            same_on_both(&format!("{name} len={len}"), 1e-6, 1e-5, |d| {
+                let mut param = upload(d, "param", &p);
+                let mut st: Vec<Tensor> = state.iter().map(|s| upload(d, "state", s)).collect();
+                // Two steps, so the state written by the first is read by the second.
+                for _ in 0..2 {
+                    d.optimizer_update(rule, &mut param, &upload(d, "grad", &g), &mut st);
+                }
+                let mut out = vec![("param", param.to_host())];
+                out.extend(st.iter().map(|s| ("state", s.to_host())));
+                out
+            });
+        }
+    }
+}

@@ -1,0 +1,73 @@
+// Element-wise ops: ReLU (forward in place, backward), inverted dropout and u8 -> f32 input
+// normalisation. One thread per element (per 4 pixels for normalisation).
+
+struct Elementwise {
+    len: u32,
+    // Dropout: the mask's per-key hash (see rng.rs) and the drop threshold out of 2^32.
+    mask_base: u32,
+    threshold: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Elementwise;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read> pixels: array<u32>;
+
+fn thread_index(wid: vec3<u32>, groups: vec3<u32>, li: u32) -> u32 {
+    return (wid.x + wid.y * groups.x) * 256u + li;
+}
+
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = thread_index(wid, groups, li);
+    if i < p.len {
+        x[i] = max(x[i], 0.0);
+    }
+}
+
+// dy (in x) *= (y > 0).
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = thread_index(wid, groups, li);
+    if i < p.len {
+        x[i] = select(0.0, x[i], y[i] > 0.0);
+    }
+}
+
+// PCG RXS-M-XS, as `pcg_hash` in engine/src/rng.rs.
+fn pcg_hash(input: u32) -> u32 {
+    let state = input * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+// Applied to activations in the forward and to their gradient in the backward, with one key.
+@compute @workgroup_size(256)
+fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = thread_index(wid, groups, li);
+    if i < p.len {
+        let keep = pcg_hash(p.mask_base ^ pcg_hash(i)) >= p.threshold;
+        x[i] = select(0.0, x[i] * p.scale, keep);
+    }
+}
+
+// Four pixels per thread, packed little-endian in one word.
+@compute @workgroup_size(256)
+fn normalize_u8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let w = thread_index(wid, groups, li);
+    let first = w * 4u;
+    if first >= p.len {
+        return;
+    }
+    let word = pixels[w];
+    for (var j = 0u; j < 4u; j++) {
+        if first + j < p.len {
+            x[first + j] = f32((word >> (8u * j)) & 0xffu) * (1.0 / 255.0);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+// The tiled matrix product shared by dense.wgsl and conv2d.wgsl (prepended to both).
+//
+//   C[m, col] = sum over k of A(m, k) * B(k, col)   (+ bias[col])
+//
+// The including file defines `load_a(mode, m, k)` and `load_b(mode, k, col)`: dense operands
+// are strided matrices, convolution operands are gathered from NHWC tensors on the fly
+// (implicit im2col), so no unfolded copy is ever stored.
+//
+// Each workgroup computes one TILE x TILE block of C over one slice of the reduction
+// ("split-K": slices write their own partial block, `reduce_splits` sums them in a fixed order,
+// so results are deterministic). Workgroups are numbered linearly across x and y so that a
+// dispatch never needs more than 65,535 groups in one dimension.
+
+struct Gemm {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Reduction length of one split; the number of splits.
+    k_chunk: u32,
+    splits: u32,
+    // Tiles across n, and tiles in the whole of C.
+    tiles_n: u32,
+    tiles: u32,
+    has_bias: u32,
+    // A row of A that is all ones (so that row of C is the bias gradient), or NONE.
+    ones_row: u32,
+    // Strided operands (dense): A(m, k) = a[m * a_rs + k * a_cs], B likewise.
+    a_rs: u32,
+    a_cs: u32,
+    b_rs: u32,
+    b_cs: u32,
+    // Convolution geometry (NHWC activations, [kh, kw, c_in, c_out] weights).
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    out_h: u32,
+    out_w: u32,
+    out_c: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+}
+
+const NONE: u32 = 0xffffffffu;
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+// Threads per side of the 16 x 16 workgroup; each computes a 4 x 4 block of C.
+const THREADS: u32 = 16u;
+const PER_THREAD: u32 = 4u;
+// Padded row of the A tile, so that storing a column does not hit one memory bank.
+const A_STRIDE: u32 = 65u;
+
+@group(0) @binding(0) var<uniform> p: Gemm;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+// Second output of `reduce_splits`: the ones row of C (a bias gradient).
+@group(0) @binding(5) var<storage, read_write> c_ones: array<f32>;
+
+var<workgroup> tile_a: array<f32, 1040>; // TILE_K * A_STRIDE
+var<workgroup> tile_b: array<f32, 1024>; // TILE_K * TILE
+
+fn fetch_a(mode: u32, m: u32, k: u32, k_end: u32) -> f32 {
+    if m >= p.m || k >= k_end {
+        return 0.0;
+    }
+    if m == p.ones_row {
+        return 1.0;
+    }
+    return load_a(mode, m, k);
+}
+
+fn fetch_b(mode: u32, k: u32, col: u32, k_end: u32) -> f32 {
+    if k >= k_end || col >= p.n {
+        return 0.0;
+    }
+    return load_b(mode, k, col);
+}
+
+fn gemm_tiles(mode: u32, wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) {
+    let id = wid.x + wid.y * groups.x;
+    let split = id / p.tiles;
+    if split >= p.splits {
+        return;
+    }
+    let tile = id % p.tiles;
+    let row0 = (tile / p.tiles_n) * TILE;
+    let col0 = (tile % p.tiles_n) * TILE;
+    let k_begin = split * p.k_chunk;
+    let k_end = min(k_begin + p.k_chunk, p.k);
+    let t = lid.y * THREADS + lid.x;
+
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = t + i * THREADS * THREADS;
+            let am = e / TILE_K;
+            let ak = e % TILE_K;
+            tile_a[ak * A_STRIDE + am] = fetch_a(mode, row0 + am, k0 + ak, k_end);
+            let bk = e / TILE;
+            let bn = e % TILE;
+            tile_b[bk * TILE + bn] = fetch_b(mode, k0 + bk, col0 + bn, k_end);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < PER_THREAD; i++) {
+                av[i] = tile_a[kk * A_STRIDE + lid.y + THREADS * i];
+                bv[i] = tile_b[kk * TILE + lid.x + THREADS * i];
+            }
+            for (var i = 0u; i < PER_THREAD; i++) {
+                for (var j = 0u; j < PER_THREAD; j++) {
+                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let base = split * p.m * p.n;
+    for (var i = 0u; i < PER_THREAD; i++) {
+        let row = row0 + lid.y + THREADS * i;
+        if row >= p.m {
+            continue;
+        }
+        for (var j = 0u; j < PER_THREAD; j++) {
+            let col = col0 + lid.x + THREADS * j;
+            if col < p.n {
+                var v = acc[i][j];
+                if p.has_bias != 0u {
+                    v += bias[col];
+                }
+                c[base + row * p.n + col] = v;
+            }
+        }
+    }
+}
+
+// Sums the splits' partial products (`a` holds them, split-major) into `c`, adding the bias;
+// the ones row, if any, goes to `c_ones`.
+@compute @workgroup_size(256)
+fn reduce_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let idx = (wid.x + wid.y * groups.x) * 256u + li;
+    let mn = p.m * p.n;
+    if idx >= mn {
+        return;
+    }
+    var v = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        v += a[s * mn + idx];
+    }
+    let row = idx / p.n;
+    let col = idx % p.n;
+    if row == p.ones_row {
+        c_ones[col] = v;
+        return;
+    }
+    if p.has_bias != 0u {
+        v += bias[col];
+    }
+    c[idx] = v;
+}

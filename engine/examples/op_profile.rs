@@ -1,5 +1,6 @@
-//! Times each op of the reference CNN's training step at batch 100, or `BATCH` (fastest of 20 runs, robust to a noisy machine).
-//! `[BATCH=256] cargo run --release -p engine --example op_profile`
+//! Times each op of the reference CNN's training step at batch 100, or `BATCH` (fastest of
+//! `REPS` runs, 20 by default: robust to a noisy machine), on `DEVICE` (cpu, gpu or auto).
+//! `[BATCH=256] [DEVICE=gpu] cargo run --release -p engine --example op_profile`
 
 use std::time::Instant;
 
@@ -7,12 +8,19 @@ use engine::backend::{Conv2dGeometry, PoolGeometry};
 use engine::model::Config;
 use engine::{Device, Tensor};
 
-fn time(name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
+fn reps() -> usize {
+    std::env::var("REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+/// Fastest of `REPS` runs of `f`, waiting for the device each time.
+fn time(d: &Device, name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
     f();
-    let ms = (0..20)
+    d.synchronize();
+    let ms = (0..reps())
         .map(|_| {
             let start = Instant::now();
             f();
+            d.synchronize();
             start.elapsed().as_secs_f64() * 1e3
         })
         .fold(f64::INFINITY, f64::min);
@@ -26,7 +34,9 @@ fn time(name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let n: usize = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-    let d = Device::cpu();
+    let kind = std::env::var("DEVICE").unwrap_or_else(|_| "cpu".into());
+    let d = Device::open(kind.parse().expect("DEVICE is cpu, gpu or auto")).expect("device");
+    println!("{} at batch {n}", d.describe());
     let config = Config::load(std::path::Path::new("trainer/HyperParams.config")).expect("run from the repository root");
     let spec = config.model_spec().unwrap();
     let shapes = spec.shapes().unwrap();
@@ -44,7 +54,7 @@ fn main() {
         }
     }
     println!("{:32} {total:8.3} ms  => {:.0} images/s (kernels above only)", "sum", n as f64 / total * 1e3);
-    full_step(&config);
+    full_step(d, &config, n);
 }
 
 fn conv(d: &Device, g: &Conv2dGeometry, n: usize, name: &str) -> f64 {
@@ -55,11 +65,11 @@ fn conv(d: &Device, g: &Conv2dGeometry, n: usize, name: &str) -> f64 {
     let mut dx = Tensor::zeros(d, &[n * g.in_len()]);
     let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
     let flops = 2.0 * (n * g.positions() * g.patch_len() * g.out_c) as f64;
-    let mut t = time(&format!("{name} forward"), flops, || d.conv2d_forward(g, n, &x, &w, &b, &mut y));
+    let mut t = time(d, &format!("{name} forward"), flops, || d.conv2d_forward(g, n, &x, &w, &b, &mut y));
     if g.in_c > 1 {
-        t += time(&format!("{name} backward_input"), flops, || d.conv2d_backward_input(g, n, &y, &w, &mut dx));
+        t += time(d, &format!("{name} backward_input"), flops, || d.conv2d_backward_input(g, n, &y, &w, &mut dx));
     }
-    t + time(&format!("{name} backward_weight"), flops, || d.conv2d_backward_weight(g, n, &x, &y, &mut dw, &mut db))
+    t + time(d, &format!("{name} backward_weight"), flops, || d.conv2d_backward_weight(g, n, &x, &y, &mut dw, &mut db))
 }
 
 fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
@@ -69,11 +79,11 @@ fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
     let mut dx = Tensor::zeros(d, &[n * g.in_len()]);
     let relu_len = n * g.in_len();
     let mut r = Tensor::zeros(d, &[relu_len]);
-    time(&format!("{name} relu fwd+bwd (input)"), 0.0, || {
+    time(d, &format!("{name} relu fwd+bwd (input)"), 0.0, || {
         d.relu_forward(relu_len, &mut r);
         d.relu_backward(relu_len, &x, &mut r)
-    }) + time(&format!("{name} forward"), 0.0, || d.max_pool_forward(g, n, &x, &mut y, &mut a))
-        + time(&format!("{name} backward"), 0.0, || d.max_pool_backward(g, n, &y, &a, &mut dx))
+    }) + time(d, &format!("{name} forward"), 0.0, || d.max_pool_forward(g, n, &x, &mut y, &mut a))
+        + time(d, &format!("{name} backward"), 0.0, || d.max_pool_backward(g, n, &y, &a, &mut dx))
 }
 
 fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64 {
@@ -96,24 +106,26 @@ fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64
         bias1: 0.1,
         bias2: 0.001,
     };
-    time(&format!("{name} forward"), flops, || d.dense_forward(n, inputs, outputs, &x, &w, &b, &mut y))
-        + time(&format!("{name} backward_input"), flops, || d.dense_backward_input(n, inputs, outputs, &y, &w, &mut dx))
-        + time(&format!("{name} backward_weight"), flops, || d.dense_backward_weight(n, inputs, outputs, &x, &y, &mut dw, &mut db))
-        + time(&format!("{name} adam (weight)"), 0.0, || {
+    time(d, &format!("{name} forward"), flops, || d.dense_forward(n, inputs, outputs, &x, &w, &b, &mut y))
+        + time(d, &format!("{name} backward_input"), flops, || d.dense_backward_input(n, inputs, outputs, &y, &w, &mut dx))
+        + time(d, &format!("{name} backward_weight"), flops, || d.dense_backward_weight(n, inputs, outputs, &x, &y, &mut dw, &mut db))
+        + time(d, &format!("{name} adam (weight)"), 0.0, || {
             d.optimizer_update(engine::backend::UpdateRule::Adam(step), &mut p, &dw, &mut state)
         })
 }
 
 /// Whole training steps of the reference CNN at batch 100 on synthetic data.
-pub fn full_step(config: &Config) {
+pub fn full_step(d: Device, config: &Config, n: usize) {
     let spec = config.model_spec().unwrap();
-    let mut net = engine::model::Network::new(spec, Device::cpu(), 1).unwrap();
+    let mut net = engine::model::Network::new(spec, d, 1).unwrap();
     let mut opt = engine::optim::Optimizer::new(&net, &config.train.optimizer, 0.0);
-    let mut ws = net.workspace(100, true);
-    let pixels: Vec<u8> = (0..100 * 784).map(|i| (i * 7 % 256) as u8).collect();
-    let labels: Vec<u8> = (0..100).map(|i| (i % 10) as u8).collect();
+    let mut ws = net.workspace(n, true);
+    let pixels: Vec<u8> = (0..n * 784).map(|i| (i * 7 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let mut step = 0;
-    time("train_step (batch 100)", 0.0, || {
+    // train_step waits for its own readback, so there is nothing more to wait for.
+    let host = Device::cpu();
+    time(&host, &format!("train_step (batch {n})"), 0.0, || {
         net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step);
         step += 1;
     });

@@ -69,7 +69,7 @@ impl Device {
                 }
                 Err(e) => {
                     let device = Self::cpu();
-                    tracing::info!("device auto: using {} ({e})", device.describe());
+                    tracing::info!("device auto: {}; using {}", e.to_string().trim_start_matches("device: "), device.describe());
                     Ok(device)
                 }
             },

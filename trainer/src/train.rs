@@ -74,6 +74,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let steps_per_epoch = train.len().div_ceil(tc.batch_size);
     let schedule = LrSchedule::new(tc.learning_rate, &tc.schedule, steps_per_epoch, tc.epochs);
     let mut ws = network.workspace(tc.batch_size, true);
+    if ws.capacity() < tc.batch_size {
+        anyhow::bail!(
+            "batch_size {} is too large for {device_name}: its largest activation must fit one {}-byte binding (at most {} examples)",
+            tc.batch_size,
+            network.device().max_tensor_bytes().unwrap_or(0),
+            ws.capacity()
+        );
+    }
     let mut inference = Inference::new(&network, tc.eval_batch_size);
 
     let image_len = train.image_len();

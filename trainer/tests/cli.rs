@@ -152,12 +152,71 @@ fn missing_data_says_how_to_fetch_it() {
 }
 
 #[test]
-fn gpu_without_a_gpu_backend_is_a_clear_error() {
+fn gpu_without_an_adapter_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = quick_train(dir.path(), &["--device", "gpu"]);
-    assert!(!out.status.success());
+    let repo = repo();
+    // No Metal on Linux: wgpu finds no adapter at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["--device", "gpu", "--config_file", repo.join("trainer/HyperParams.config").to_str().unwrap()])
+        .args(["--data_dir", repo.join("data/mnist").to_str().unwrap()])
+        .args(["--model_dir", dir.path().join("m").to_str().unwrap(), "--result_dir", dir.path().join("r").to_str().unwrap()])
+        .env("WGPU_BACKEND", "metal")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
-    assert!(t.contains("--device gpu") && !t.contains("panicked"), "{t}");
+    assert!(t.contains("no GPU adapter found") && t.contains("--device cpu") && !t.contains("panicked"), "{t}");
+    assert!(!dir.path().join("m").exists(), "nothing exported");
+}
+
+/// A small CNN, cheap enough for a software GPU.
+const SMALL_CONFIG: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 5
+strides = 2
+activation = "relu"
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 10
+[train]
+batch_size = 20
+learning_rate = 0.01
+"#;
+
+#[test]
+fn trains_and_evaluates_on_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.config");
+    std::fs::write(&config, SMALL_CONFIG).unwrap();
+    let out = quick_train(dir.path(), &["--config_file", config.to_str().unwrap(), "--device", "gpu", "--train_limit", "1000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let export = std::fs::read_dir(dir.path().join("models/output")).unwrap().next().unwrap().unwrap().path();
+    let stamp = export.file_name().unwrap().to_str().unwrap().to_string();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("results/{stamp}.json"))).unwrap()).unwrap();
+    assert!(results["device"].as_str().unwrap().starts_with("gpu"), "{}", results["device"]);
+    let trained = results["test_accuracy"].as_f64().unwrap();
+    assert!(trained > 0.5, "1,000 images teach it something: {trained}");
+
+    // The export evaluates to the same accuracy on either device.
+    let data = repo().join("data/mnist");
+    let evaluate = |device: &str| {
+        let args = ["evaluate", "--model", export.to_str().unwrap(), "--data_dir", data.to_str().unwrap(), "--json", "--device", device];
+        let out = trainer(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (gpu, cpu) = (evaluate("gpu"), evaluate("cpu"));
+    assert!(gpu["device"].as_str().unwrap().starts_with("gpu"));
+    let (g, c) = (gpu["test_accuracy"].as_f64().unwrap(), cpu["test_accuracy"].as_f64().unwrap());
+    assert!((g - c).abs() <= 0.0002, "GPU {g} vs CPU {c} on 10,000 images");
 }
 
 #[test]

@@ -61,11 +61,13 @@ impl GpuDevice {
             .filter(|a| policy == AdapterPolicy::Any || a.get_info().device_type != wgpu::DeviceType::Cpu)
             .max_by_key(|a| rank(a.get_info().device_type))
             .ok_or_else(|| {
-                let what = if policy == AdapterPolicy::Any { "no GPU adapter" } else { "no hardware GPU adapter" };
                 let seen = if found.is_empty() { "none".to_string() } else { found.join("; ") };
-                EngineError::Device(format!(
-                    "{what} found (adapters seen: {seen}); install a Vulkan driver (for a software one: apt-get install mesa-vulkan-drivers libvulkan1) or use --device cpu"
-                ))
+                EngineError::Device(match policy {
+                    AdapterPolicy::Any => format!(
+                        "no GPU adapter found (adapters seen: {seen}); install a Vulkan driver (a software one: apt-get install mesa-vulkan-drivers libvulkan1) or use --device cpu"
+                    ),
+                    AdapterPolicy::HardwareOnly => format!("no hardware GPU adapter found (adapters seen: {seen})"),
+                })
             })?;
         let info = adapter.get_info();
         let limits = adapter.limits();

@@ -165,8 +165,11 @@ impl Network {
     }
 
     /// Buffers for batches of up to `capacity` examples; `training` adds gradient buffers.
+    /// On a GPU the capacity is cut to what one binding holds (check [`Workspace::capacity`]).
     pub fn workspace(&self, capacity: usize, training: bool) -> Workspace {
-        let capacity = capacity.max(1);
+        let widest = self.slot_lens.iter().copied().max().unwrap_or(1).max(self.num_classes()) as u64 * 4;
+        let fits = self.device.max_tensor_bytes().map_or(usize::MAX, |limit| (limit / widest).max(1) as usize);
+        let capacity = capacity.clamp(1, fits);
         let d = &self.device;
         let classes = self.num_classes();
         let acts: Vec<Tensor> = self.slot_lens.iter().map(|&len| Tensor::zeros(d, &[capacity, len])).collect();
@@ -282,11 +285,12 @@ impl Network {
         let n = labels.len();
         assert!(ws.is_training(), "train_step needs a training workspace");
         assert_eq!(pixels.len(), n * self.input_len(), "pixels for {n} examples");
-        self.device.upload_images_u8(pixels, &mut ws.acts[0]);
+        // Both host writes go before the first recorded op, so the step is one submission.
         for (dst, &l) in ws.host_labels.iter_mut().zip(labels) {
             *dst = l as u32;
         }
         ws.labels.write_host("labels", &ws.host_labels[..n]).expect("labels fit the workspace");
+        self.device.upload_images_u8(pixels, &mut ws.acts[0]);
         self.forward(ws, n, Some(step));
         let logits = self.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().expect("training workspace");

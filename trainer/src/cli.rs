@@ -100,6 +100,10 @@ pub struct EvaluateArgs {
     /// Also time inference: median latency at batch 1 and images/s at batch 256.
     #[arg(long)]
     pub timing: bool,
+    /// With --timing, also time these batch sizes (comma-separated, e.g. 8192); batch 1 and 256
+    /// are always timed. The predictor then holds the largest at once.
+    #[arg(long = "timing_batches", visible_alias = "timing-batches", value_delimiter = ',', value_name = "N,...")]
+    pub timing_batches: Vec<usize>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

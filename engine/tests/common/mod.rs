@@ -73,7 +73,10 @@ pub fn gpu() -> &'static engine::Device {
 /// Asserts `|got - want| <= atol + rtol * |want|` element-wise, naming the first mismatch.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = (0..got.len()).find(|&i| !((got[i] - want[i]).abs() <= atol + rtol * want[i].abs())) {
+    if let Some(i) = (0..got.len()).find(|&i| {
+        let (diff, tol) = ((got[i] - want[i]).abs(), atol + rtol * want[i].abs());
+        diff.is_nan() || diff > tol
+    }) {
         panic!("{what}[{i}]: got {} want {} (atol {atol}, rtol {rtol})", got[i], want[i]);
     }
 }

@@ -36,6 +36,15 @@ fn row_max(base: u32) -> vec2<f32> {
     return vec2<f32>(best, f32(arg));
 }
 
+// Sum of exp(logit - max) over the row.
+fn exp_sum(base: u32, max_logit: f32) -> f32 {
+    var sum = 0.0;
+    for (var j = 0u; j < p.classes; j++) {
+        sum += exp(logits[base + j] - max_logit);
+    }
+    return sum;
+}
+
 @compute @workgroup_size(64)
 fn xent_forward_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
@@ -45,10 +54,7 @@ fn xent_forward_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     }
     let base = r * p.classes;
     let m = row_max(base);
-    var sum = 0.0;
-    for (var j = 0u; j < p.classes; j++) {
-        sum += exp(logits[base + j] - m.x);
-    }
+    let sum = exp_sum(base, m.x);
     let label = labels[r];
     row_stats[2u * r] = m.x + log(sum) - logits[base + label];
     row_stats[2u * r + 1u] = select(0.0, 1.0, u32(m.y) == label);
@@ -91,14 +97,9 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) group
     }
     let base = r * p.classes;
     let m = row_max(base);
-    var sum = 0.0;
+    let sum = exp_sum(base, m.x);
     for (var j = 0u; j < p.classes; j++) {
-        let e = exp(logits[base + j] - m.x);
-        probs[base + j] = e;
-        sum += e;
-    }
-    for (var j = 0u; j < p.classes; j++) {
-        probs[base + j] /= sum;
+        probs[base + j] = exp(logits[base + j] - m.x) / sum;
     }
 }
 

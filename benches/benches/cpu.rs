@@ -6,39 +6,20 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use benches::{reference, synthetic};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::model::{Config, Network};
-use engine::optim::Optimizer;
 use engine::predictor::Predictor;
 use engine::{Device, Tensor};
-
-fn reference() -> Config {
-    Config::parse(include_str!("../../trainer/HyperParams.config")).expect("reference config")
-}
 
 fn network(config: &Config) -> Network {
     Network::new(config.model_spec().unwrap(), Device::cpu(), 1).unwrap()
 }
 
-fn synthetic(n: usize) -> (Vec<u8>, Vec<u8>) {
-    ((0..n * 784).map(|i| (i * 37 % 256) as u8).collect(), (0..n).map(|i| (i % 10) as u8).collect())
-}
-
 fn training_step(c: &mut Criterion) {
-    let config = reference();
-    let mut net = network(&config);
-    let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
-    let mut ws = net.workspace(100, true);
-    let (pixels, labels) = synthetic(100);
-    let mut step = 0u32;
     let mut g = c.benchmark_group("train");
     g.throughput(Throughput::Elements(100));
-    g.bench_function("step_batch100", |b| {
-        b.iter(|| {
-            step += 1;
-            black_box(net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step))
-        })
-    });
+    benches::train_step(&mut g, "step_batch100", Device::cpu(), 100);
     g.finish();
 }
 

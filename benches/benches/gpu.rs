@@ -7,15 +7,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use benches::{reference, synthetic};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::model::{Config, Network};
-use engine::optim::Optimizer;
+use engine::model::Network;
 use engine::predictor::Predictor;
 use engine::{Device, Tensor};
-
-fn reference() -> Config {
-    Config::parse(include_str!("../../trainer/HyperParams.config")).expect("reference config")
-}
 
 fn devices() -> [(&'static str, Device); 2] {
     let gpu = Device::gpu().unwrap_or_else(|e| panic!("the GPU benches need a GPU adapter: {e}"));
@@ -23,27 +19,11 @@ fn devices() -> [(&'static str, Device); 2] {
     [("cpu", Device::cpu()), ("gpu", gpu)]
 }
 
-fn synthetic(n: usize) -> (Vec<u8>, Vec<u8>) {
-    ((0..n * 784).map(|i| (i * 37 % 256) as u8).collect(), (0..n).map(|i| (i % 10) as u8).collect())
-}
-
 fn training_step(c: &mut Criterion) {
-    let config = reference();
     let mut g = c.benchmark_group("train_step_batch100");
     g.throughput(Throughput::Elements(100));
     for (name, device) in devices() {
-        let mut net = Network::new(config.model_spec().unwrap(), device, 1).unwrap();
-        let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
-        let mut ws = net.workspace(100, true);
-        let (pixels, labels) = synthetic(100);
-        let mut step = 0u32;
-        // Each step reads back its loss, so it includes waiting for the device.
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                step += 1;
-                black_box(net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step))
-            })
-        });
+        benches::train_step(&mut g, name, device, 100);
     }
     g.finish();
 }

@@ -3,8 +3,8 @@
 
 use crate::cpu;
 use crate::cpu::gemm::{MatRef, Threads};
-use crate::gpu;
 use crate::device::Device;
+use crate::gpu;
 use crate::rng::DropoutKey;
 use crate::tensor::Tensor;
 
@@ -185,7 +185,9 @@ impl Device {
                 let (loss, correct) = cpu::softmax_xent::forward_backward(n, classes, logits.cpu(), labels.cpu(), dlogits.cpu_mut());
                 stats.cpu_mut()[..2].copy_from_slice(&[loss, correct as f32]);
             }
-            Device::Gpu(d) => gpu::softmax_xent::forward_backward(&d.ctx, n, classes, logits.gpu(), labels.gpu(), dlogits.gpu(), stats.gpu()),
+            Device::Gpu(d) => {
+                gpu::softmax_xent::forward_backward(&d.ctx, n, classes, logits.gpu(), labels.gpu(), dlogits.gpu(), stats.gpu())
+            }
         }
     }
 

@@ -158,7 +158,13 @@ fn softmax_cross_entropy_matches_cpu() {
             d.argmax(n, classes, &lt, &mut argmax);
             let argmax = argmax.to_host().into_iter().map(|a| a as f32).collect();
             let stats = stats.to_host();
-            vec![("dlogits", dlogits.to_host()), ("loss", vec![stats[0] / n as f32]), ("correct", vec![stats[1]]), ("probs", probs.to_host()), ("argmax", argmax)]
+            vec![
+                ("dlogits", dlogits.to_host()),
+                ("loss", vec![stats[0] / n as f32]),
+                ("correct", vec![stats[1]]),
+                ("probs", probs.to_host()),
+                ("argmax", argmax),
+            ]
         });
     }
 }

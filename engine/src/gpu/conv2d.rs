@@ -5,7 +5,15 @@ use super::gemm::{Gemm, Operands};
 use super::kernels::Kernel;
 use crate::backend::Conv2dGeometry;
 
-pub(crate) fn forward(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: &wgpu::Buffer, w: &wgpu::Buffer, b: &wgpu::Buffer, y: &wgpu::Buffer) {
+pub(crate) fn forward(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    n: usize,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+) {
     Gemm {
         kernel: Kernel::ConvForward,
         m: n * g.positions(),

@@ -41,7 +41,15 @@ pub(crate) fn forward(
 }
 
 /// `dx = dy W^T`.
-pub(crate) fn backward_input(ctx: &GpuContext, n: usize, inputs: usize, outputs: usize, dy: &wgpu::Buffer, w: &wgpu::Buffer, dx: &wgpu::Buffer) {
+pub(crate) fn backward_input(
+    ctx: &GpuContext,
+    n: usize,
+    inputs: usize,
+    outputs: usize,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+) {
     let product = strided(n, inputs, outputs, (dy, MatrixLayout::row_major(outputs)), (w, MatrixLayout::transposed(outputs)));
     Gemm { out: dx, ..product }.run(ctx);
 }

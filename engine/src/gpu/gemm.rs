@@ -119,6 +119,11 @@ impl Gemm<'_> {
         ctx.dispatch(self.kernel, &params, &[(1, self.a), (2, self.b), (3, &pool.unused_input), (4, &partials)], tiles * splits);
         params[7] = self.bias.is_some() as u32;
         let ones_out = self.ones_out.unwrap_or(&pool.unused_output);
-        ctx.dispatch(Kernel::ReduceSplits, &params, &[(1, &partials), (3, bias), (4, self.out), (5, ones_out)], (rows * self.n).div_ceil(256));
+        ctx.dispatch(
+            Kernel::ReduceSplits,
+            &params,
+            &[(1, &partials), (3, bias), (4, self.out), (5, ones_out)],
+            (rows * self.n).div_ceil(256),
+        );
     }
 }

@@ -19,7 +19,8 @@ pub(crate) fn update(ctx: &GpuContext, rule: UpdateRule, len: usize, param: &wgp
             ctx.dispatch(Kernel::Momentum, &params, &[(1, param), (2, grad), (3, v)], groups);
         }
         (UpdateRule::Adam(s), [m, v]) => {
-            let params = [len32, s.decoupled as u32, f(s.lr), f(s.weight_decay), f(s.beta1), f(s.beta2), f(s.epsilon), f(s.bias1), f(s.bias2)];
+            let params =
+                [len32, s.decoupled as u32, f(s.lr), f(s.weight_decay), f(s.beta1), f(s.beta2), f(s.epsilon), f(s.bias1), f(s.bias2)];
             ctx.dispatch(Kernel::Adam, &params, &[(1, param), (2, grad), (3, m), (4, v)], groups);
         }
         (rule, state) => panic!("optimizer state of {} tensors does not fit {rule:?}", state.len()),

@@ -97,9 +97,8 @@ impl GpuContext {
         }
         let rec = &mut *rec;
         let group = &rec.bind_groups[&key];
-        let encoder = rec.encoder.get_or_insert_with(|| {
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
-        });
+        let encoder =
+            rec.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") }));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
         pass.set_pipeline(self.kernels.get(kernel));
         pass.set_bind_group(0, group, &[]);

@@ -1,0 +1,167 @@
+//! The gRPC services: `tensorflow.serving.PredictionService` (Predict, GetModelMetadata; the
+//! tf.Example RPCs answer UNIMPLEMENTED) and `tensorflow.serving.ModelService` (GetModelStatus),
+//! with TensorFlow Serving's status codes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use engine::export::{INPUT_NAME, SIGNATURE_NAME};
+use proto::tensorflow::serving::model_service_server::ModelService;
+use proto::tensorflow::serving::model_spec::VersionChoice;
+use proto::tensorflow::serving::model_version_status::State;
+use proto::tensorflow::serving::prediction_service_server::PredictionService;
+use proto::tensorflow::serving::*;
+use proto::tensorflow::{DataType, SignatureDef, TensorInfo, tensor_info};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::manager::{Loaded, ModelManager, PredictError};
+use crate::tensors;
+
+const OUTPUTS: [&str; 2] = ["classes", "probabilities"];
+
+pub struct Services {
+    pub manager: Arc<ModelManager>,
+}
+
+/// The model and version a spec asks for; a missing spec or a version label is INVALID_ARGUMENT
+/// / NOT_FOUND as in TensorFlow Serving.
+fn lookup(manager: &ModelManager, spec: Option<&ModelSpec>) -> Result<(Arc<Loaded>, String), Status> {
+    let spec = spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;
+    let version = match &spec.version_choice {
+        None => None,
+        Some(VersionChoice::Version(v)) => Some(*v),
+        Some(VersionChoice::VersionLabel(label)) => {
+            return Err(Status::not_found(format!("Unrecognized servable version label: {label} (this server serves numeric versions only)")));
+        }
+    };
+    let loaded = manager.resolve(&spec.name, version).map_err(Status::not_found)?;
+    let signature = if spec.signature_name.is_empty() { SIGNATURE_NAME.to_string() } else { spec.signature_name.clone() };
+    if signature != SIGNATURE_NAME {
+        return Err(Status::failed_precondition(format!("Serving signature key \"{signature}\" not found.")));
+    }
+    Ok((loaded, signature))
+}
+
+fn response_spec(loaded: &Loaded, signature: String) -> ModelSpec {
+    ModelSpec {
+        name: loaded.servable.name.clone(),
+        version_choice: Some(VersionChoice::Version(loaded.servable.version)),
+        signature_name: signature,
+    }
+}
+
+fn tensor_info(name: &str, dtype: DataType, dims: &[i64]) -> TensorInfo {
+    TensorInfo {
+        encoding: Some(tensor_info::Encoding::Name(format!("{name}:0"))),
+        dtype: dtype as i32,
+        tensor_shape: Some(tensors::shape(dims)),
+    }
+}
+
+fn signature_def(loaded: &Loaded) -> SignatureDef {
+    let [h, w, c] = loaded.servable.input_shape();
+    let k = loaded.servable.num_classes() as i64;
+    SignatureDef {
+        inputs: HashMap::from([(INPUT_NAME.to_string(), tensor_info(INPUT_NAME, DataType::DtFloat, &[-1, h as i64, w as i64, c as i64]))]),
+        outputs: HashMap::from([
+            ("classes".to_string(), tensor_info("classes", DataType::DtInt64, &[-1])),
+            ("probabilities".to_string(), tensor_info("probabilities", DataType::DtFloat, &[-1, k])),
+        ]),
+        method_name: loaded.servable.model.signature.method_name.clone(),
+        defaults: HashMap::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl PredictionService for Services {
+    async fn classify(&self, _: Request<ClassificationRequest>) -> Result<Response<ClassificationResponse>, Status> {
+        Err(Status::unimplemented("Classify is not supported: this server serves the Predict signature only"))
+    }
+
+    async fn regress(&self, _: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
+        Err(Status::unimplemented("Regress is not supported: this server serves the Predict signature only"))
+    }
+
+    async fn multi_inference(&self, _: Request<MultiInferenceRequest>) -> Result<Response<MultiInferenceResponse>, Status> {
+        Err(Status::unimplemented("MultiInference is not supported: this server serves the Predict signature only"))
+    }
+
+    async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
+        let request = request.into_inner();
+        let (loaded, signature) = lookup(&self.manager, request.model_spec.as_ref())?;
+        for key in request.inputs.keys().filter(|k| k.as_str() != INPUT_NAME) {
+            return Err(Status::invalid_argument(format!(
+                "input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{INPUT_NAME}}}."
+            )));
+        }
+        let tensor = request
+            .inputs
+            .get(INPUT_NAME)
+            .ok_or_else(|| Status::invalid_argument(format!("Missing input tensor alias: {INPUT_NAME}. Expected inputs: {{{INPUT_NAME}}}.")))?;
+        for key in request.output_filter.iter().filter(|k| !OUTPUTS.contains(&k.as_str())) {
+            return Err(Status::invalid_argument(format!(
+                "output tensor alias not found in signature: {key}. Outputs expected to be in the set {{classes,probabilities}}."
+            )));
+        }
+        let (images, n) = tensors::decode_images(INPUT_NAME, tensor, loaded.servable.input_shape()).map_err(Status::invalid_argument)?;
+        let prediction = loaded.predict(images, n).await.map_err(|e| match e {
+            PredictError::QueueFull(queued) => {
+                Status::unavailable(format!("the batch queue is full ({queued} images waiting); retry later"))
+            }
+            PredictError::Engine(message) => Status::internal(message),
+        })?;
+        let wants = |name: &str| request.output_filter.is_empty() || request.output_filter.iter().any(|f| f == name);
+        let mut outputs = HashMap::new();
+        if wants("classes") {
+            outputs.insert("classes".to_string(), tensors::classes(prediction.classes));
+        }
+        if wants("probabilities") {
+            outputs.insert("probabilities".to_string(), tensors::probabilities(prediction.probabilities, loaded.servable.num_classes()));
+        }
+        Ok(Response::new(PredictResponse { model_spec: Some(response_spec(&loaded, signature)), outputs }))
+    }
+
+    async fn get_model_metadata(&self, request: Request<GetModelMetadataRequest>) -> Result<Response<GetModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let (loaded, _) = lookup(&self.manager, request.model_spec.as_ref())?;
+        if request.metadata_field.is_empty() {
+            return Err(Status::invalid_argument("GetModelMetadataRequest must specify at least one metadata_field"));
+        }
+        if let Some(field) = request.metadata_field.iter().find(|f| f.as_str() != "signature_def") {
+            return Err(Status::invalid_argument(format!("Metadata field {field} is not supported")));
+        }
+        let map = SignatureDefMap { signature_def: HashMap::from([(SIGNATURE_NAME.to_string(), signature_def(&loaded))]) };
+        let any = prost_types::Any { type_url: proto::SIGNATURE_DEF_MAP_TYPE_URL.to_string(), value: map.encode_to_vec() };
+        let spec = ModelSpec { signature_name: String::new(), ..response_spec(&loaded, String::new()) };
+        Ok(Response::new(GetModelMetadataResponse { model_spec: Some(spec), metadata: HashMap::from([("signature_def".to_string(), any)]) }))
+    }
+}
+
+#[tonic::async_trait]
+impl ModelService for Services {
+    async fn get_model_status(&self, request: Request<GetModelStatusRequest>) -> Result<Response<GetModelStatusResponse>, Status> {
+        let spec = request.into_inner().model_spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;
+        let versions = self.manager.versions(&spec.name).filter(|v| !v.is_empty());
+        let versions = versions.ok_or_else(|| Status::not_found(format!("Could not find any versions of model {}", spec.name)))?;
+        let selected: Vec<i64> = match spec.version_choice {
+            None => versions,
+            Some(VersionChoice::Version(v)) if versions.contains(&v) => vec![v],
+            Some(VersionChoice::Version(v)) => {
+                return Err(Status::not_found(format!("Could not find version {v} of model {}", spec.name)));
+            }
+            Some(VersionChoice::VersionLabel(label)) => {
+                return Err(Status::not_found(format!("Unrecognized servable version label: {label}")));
+            }
+        };
+        let model_version_status = selected
+            .into_iter()
+            .map(|version| ModelVersionStatus {
+                version,
+                state: State::Available as i32,
+                status: Some(StatusProto { error_code: proto::tensorflow::error::Code::Ok as i32, error_message: String::new() }),
+            })
+            .collect();
+        Ok(Response::new(GetModelStatusResponse { model_version_status }))
+    }
+}

@@ -1,0 +1,93 @@
+//! A TensorFlow-Serving-compatible model server for the engine's exports.
+//!
+//! - [`cli`]: flags named as TensorFlow Serving's.
+//! - [`model_config`]: `--model_config_file` (text `ModelServerConfig`).
+//! - [`manager`]: version discovery, loading, hot swap, unloading.
+//! - [`servable`]: one loaded version and its inference workspaces.
+//! - [`batcher`]: dynamic batching.
+//! - [`tensors`]: TensorProto validation and outputs.
+//! - [`grpc`]: PredictionService and ModelService.
+
+pub mod batcher;
+pub mod cli;
+pub mod grpc;
+pub mod manager;
+pub mod model_config;
+pub mod servable;
+pub mod tensors;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use proto::tensorflow::serving::model_service_server::ModelServiceServer;
+use proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
+use tonic::transport::server::TcpIncoming;
+
+use crate::cli::Options;
+use crate::manager::ModelManager;
+use crate::model_config::{ModelSource, VersionPolicy};
+
+/// TensorFlow Serving accepts messages up to INT32_MAX bytes.
+const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
+/// The models `options` name: the config file's, or the one `--model_name` / `--model_base_path`.
+pub fn model_sources(options: &Options) -> anyhow::Result<Vec<ModelSource>> {
+    if let Some(path) = &options.model_config_file {
+        return Ok(model_config::load_model_config(path)?);
+    }
+    let base = options.model_base_path.clone().context(
+        "no model to serve: pass --model_base_path (or set MODEL_PATH) with --model_name, or --model_config_file",
+    )?;
+    Ok(vec![ModelSource { name: options.model_name.clone(), base_path: base, policy: VersionPolicy::Latest(1) }])
+}
+
+/// Loads the models, then serves gRPC on `listener` until `shutdown` resolves; in-flight
+/// requests finish before this returns.
+pub async fn serve(options: Options, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let sources = model_sources(&options)?;
+    let manager = Arc::new(ModelManager::new(sources, options.device, options.batching));
+    let poll_manager = manager.clone();
+    tokio::task::spawn_blocking(move || poll_manager.poll()).await?;
+    for name in manager.model_names() {
+        match manager.versions(&name).unwrap_or_default().last() {
+            Some(v) => tracing::info!("serving model {name} version {v}"),
+            None => tracing::warn!("model {name}: no servable version yet; requests answer NOT_FOUND until one appears"),
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = match options.file_system_poll_wait_seconds {
+        s if s > 0 => Some(manager.spawn_poller(Duration::from_secs(s as u64), stop.clone())),
+        _ => None,
+    };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<PredictionServiceServer<grpc::Services>>().await;
+    health_reporter.set_serving::<ModelServiceServer<grpc::Services>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let prediction = PredictionServiceServer::new(grpc::Services { manager: manager.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let models = ModelServiceServer::new(grpc::Services { manager: manager.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(prediction)
+        .add_service(models)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(poller) = poller {
+        let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+    }
+    result.context("gRPC server failed")
+}

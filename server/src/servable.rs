@@ -1,0 +1,69 @@
+//! One loaded model version: the network on its device, its model file, and a pool of
+//! inference workspaces so concurrent calls never share buffers.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use engine::export::ModelFile;
+use engine::model::Network;
+use engine::predictor::{Inference, Prediction};
+use engine::{Device, DeviceKind};
+
+pub struct Servable {
+    pub name: String,
+    pub version: i64,
+    pub model: ModelFile,
+    network: Network,
+    workspaces: Mutex<Vec<Inference>>,
+    workspace_capacity: usize,
+    engine_calls: AtomicU64,
+}
+
+impl Servable {
+    /// Loads `<dir>` (weights verified against their sha256) onto a fresh `device`, then warms
+    /// it with one prediction so the first request pays no first-call costs.
+    pub fn load(name: &str, version: i64, dir: &Path, device: DeviceKind, workspace_capacity: usize) -> engine::Result<Self> {
+        let (model, network) = engine::export::load(dir, Device::open(device)?)?;
+        let servable = Self {
+            name: name.to_string(),
+            version,
+            model,
+            network,
+            workspaces: Mutex::new(Vec::new()),
+            workspace_capacity: workspace_capacity.max(1),
+            engine_calls: AtomicU64::new(0),
+        };
+        servable.predict(&vec![0.0; servable.input_len()])?;
+        servable.engine_calls.store(0, Ordering::Relaxed);
+        Ok(servable)
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.network.input_len()
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.network.num_classes()
+    }
+
+    /// Input shape `[h, w, c]` of one example.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.network.spec().input_shape
+    }
+
+    /// One engine call over `images` (whole examples, NHWC floats in [0, 1]).
+    pub fn predict(&self, images: &[f32]) -> engine::Result<Prediction> {
+        let pooled = self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut inference = pooled.unwrap_or_else(|| Inference::new(&self.network, self.workspace_capacity));
+        self.engine_calls.fetch_add(1, Ordering::Relaxed);
+        let result = inference.predict(&self.network, images);
+        self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).push(inference);
+        result
+    }
+
+    /// Engine calls since loading (warm-up excluded): how many merged batches ran.
+    pub fn engine_calls(&self) -> u64 {
+        self.engine_calls.load(Ordering::Relaxed)
+    }
+}

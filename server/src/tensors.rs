@@ -1,0 +1,97 @@
+//! TensorProto <-> engine data: the request's `images` tensor validated (dtype, shape, length)
+//! before anything is allocated, and the response's typed outputs.
+
+use proto::tensorflow::tensor_shape_proto::Dim;
+use proto::tensorflow::{DataType, TensorProto, TensorShapeProto};
+
+/// Checks `tensor` against one example's shape `[h, w, c]` and returns `(floats, n)`.
+/// Accepted shapes: `[n, h*w*c]`, `[n, h, w]` (when c = 1) and `[n, h, w, c]`.
+pub fn decode_images(key: &str, tensor: &TensorProto, example: [usize; 3]) -> Result<(Vec<f32>, usize), String> {
+    let [h, w, c] = example;
+    let len = h * w * c;
+    if tensor.dtype != DataType::DtFloat as i32 {
+        let given = DataType::try_from(tensor.dtype).map_or_else(|_| format!("dtype {}", tensor.dtype), |d| d.as_str_name().to_string());
+        return Err(format!("input '{key}': expects DT_FLOAT but {given} was provided"));
+    }
+    let dims: Vec<i64> = tensor.tensor_shape.as_ref().map(|s| s.dim.iter().map(|d| d.size).collect()).unwrap_or_default();
+    let shape_ok = match dims.as_slice() {
+        [n, l] => *n >= 1 && *l == len as i64,
+        [n, hh, ww] => *n >= 1 && c == 1 && (*hh, *ww) == (h as i64, w as i64),
+        [n, hh, ww, cc] => *n >= 1 && (*hh, *ww, *cc) == (h as i64, w as i64, c as i64),
+        _ => false,
+    };
+    let accepted = if c == 1 { format!("[N,{len}], [N,{h},{w}] or [N,{h},{w},{c}]") } else { format!("[N,{len}] or [N,{h},{w},{c}]") };
+    if !shape_ok {
+        return Err(format!("input '{key}': shape {dims:?} is not one of {accepted} with N >= 1"));
+    }
+    let n = dims[0] as u64;
+    let values = n.checked_mul(len as u64).filter(|v| *v <= (usize::MAX / 4) as u64).ok_or(format!("input '{key}': shape {dims:?} is too large"))?;
+    let values = values as usize;
+    if !tensor.tensor_content.is_empty() {
+        if tensor.tensor_content.len() != values * 4 {
+            return Err(format!(
+                "input '{key}': tensor_content holds {} bytes, shape {dims:?} needs {} ({values} float32 values)",
+                tensor.tensor_content.len(),
+                values * 4
+            ));
+        }
+        let floats = tensor.tensor_content.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        return Ok((floats, n as usize));
+    }
+    if tensor.float_val.len() != values {
+        return Err(format!("input '{key}': float_val holds {} values, shape {dims:?} needs {values}", tensor.float_val.len()));
+    }
+    Ok((tensor.float_val.clone(), n as usize))
+}
+
+pub fn shape(dims: &[i64]) -> TensorShapeProto {
+    TensorShapeProto { dim: dims.iter().map(|&size| Dim { size, name: String::new() }).collect(), unknown_rank: false }
+}
+
+/// `classes`: DT_INT64 `[n]` in `int64_val`.
+pub fn classes(values: Vec<i64>) -> TensorProto {
+    TensorProto { dtype: DataType::DtInt64 as i32, tensor_shape: Some(shape(&[values.len() as i64])), int64_val: values, ..Default::default() }
+}
+
+/// `probabilities`: DT_FLOAT `[n, classes]` in `float_val`.
+pub fn probabilities(values: Vec<f32>, classes: usize) -> TensorProto {
+    let n = (values.len() / classes.max(1)) as i64;
+    TensorProto { dtype: DataType::DtFloat as i32, tensor_shape: Some(shape(&[n, classes as i64])), float_val: values, ..Default::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(dims: &[i64], floats: usize) -> TensorProto {
+        TensorProto { dtype: DataType::DtFloat as i32, tensor_shape: Some(shape(dims)), float_val: vec![0.5; floats], ..Default::default() }
+    }
+
+    #[test]
+    fn accepts_the_three_shapes_and_both_encodings() {
+        for dims in [vec![2, 784], vec![2, 28, 28], vec![2, 28, 28, 1]] {
+            let (v, n) = decode_images("images", &tensor(&dims, 1568), [28, 28, 1]).unwrap();
+            assert_eq!((v.len(), n), (1568, 2));
+        }
+        let content: Vec<u8> = (0..784).flat_map(|i| (i as f32 / 784.0).to_le_bytes()).collect();
+        let t = TensorProto { tensor_content: content.into(), ..tensor(&[1, 784], 0) };
+        let (v, n) = decode_images("images", &t, [28, 28, 1]).unwrap();
+        assert_eq!((v[392], n), (0.5, 1));
+    }
+
+    #[test]
+    fn rejects_bad_dtype_shape_and_length_before_allocating() {
+        let cases = [
+            (TensorProto { dtype: DataType::DtDouble as i32, ..tensor(&[1, 784], 784) }, "DT_DOUBLE"),
+            (tensor(&[1, 785], 785), "shape [1, 785]"),
+            (tensor(&[0, 784], 0), "N >= 1"),
+            (tensor(&[1, 784], 783), "float_val holds 783"),
+            (tensor(&[i64::MAX / 2, 784], 0), "too large"),
+            (TensorProto { tensor_content: vec![0; 7].into(), ..tensor(&[1, 784], 0) }, "tensor_content holds 7 bytes"),
+        ];
+        for (t, want) in cases {
+            let err = decode_images("images", &t, [28, 28, 1]).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! TensorFlow Serving's `--model_config_file`: the text-format `ModelServerConfig` subset that
 //! names models, their base paths and version policies.
 //!
-//!     model_config_list {
-//!       config { name: 'mnist' base_path: '/models/mnist' model_platform: 'tensorflow'
-//!                model_version_policy { specific { versions: 1 versions: 2 } } }
-//!     }
+//! ```text
+//! model_config_list {
+//!   config { name: 'mnist' base_path: '/models/mnist' model_platform: 'tensorflow'
+//!            model_version_policy { specific { versions: 1 versions: 2 } } }
+//! }
+//! ```
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,126 @@
+//! A served model on an ephemeral port, exports to serve, and gRPC clients for the tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use clap::Parser;
+use engine::model::{Config, Network};
+use engine::Device;
+use proto::tensorflow::serving::model_service_client::ModelServiceClient;
+use proto::tensorflow::serving::model_spec::VersionChoice;
+use proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use proto::tensorflow::serving::{ModelSpec, PredictRequest};
+use proto::tensorflow::{DataType, TensorProto};
+use tonic::transport::Channel;
+
+/// A small CNN with every layer kind; quick to run on the CPU.
+pub const SMALL_CNN: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+strides = 2
+activation = "relu"
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 10
+"#;
+
+/// Writes version `version` of a model (weights from `seed`) under `base`; returns its network.
+pub fn export_version(base: &Path, version: i64, seed: u64) -> Network {
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    let net = Network::new(spec, Device::cpu(), seed).unwrap();
+    engine::export::write(base, &version.to_string(), &net, serde_json::json!({}), 0).unwrap();
+    net
+}
+
+/// Distinct test images: image i is a bright band whose position depends on i.
+pub fn images(n: usize) -> Vec<f32> {
+    (0..n * 784).map(|j| if (j % 784) / 28 % 10 == (j / 784) % 10 { 0.9 } else { ((j * 7919) % 97) as f32 / 400.0 }).collect()
+}
+
+/// What the engine itself predicts for `images` with `net`: (classes, probabilities).
+pub fn expected(net: &Network, images: &[f32]) -> (Vec<i64>, Vec<f32>) {
+    let mut inference = engine::predictor::Inference::new(net, 64);
+    let p = inference.predict(net, images).unwrap();
+    (p.classes, p.probabilities)
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts the server with these flags (plus `--port 0`) on 127.0.0.1.
+    pub async fn start(flags: &[&str]) -> Self {
+        let mut args = vec!["server", "--port", "0"];
+        args.extend_from_slice(flags);
+        let options = server::cli::Options::try_parse_from(args).expect("valid flags");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(options, listener, async {
+            let _ = rx.await;
+        }));
+        let server = Self { addr, shutdown: Some(tx), task: Some(task) };
+        server.wait_until_serving().await;
+        server
+    }
+
+    async fn wait_until_serving(&self) {
+        for _ in 0..200 {
+            if Channel::from_shared(self.url()).unwrap().connect().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the server did not start listening");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn predictions(&self) -> PredictionServiceClient<Channel> {
+        PredictionServiceClient::new(self.channel().await).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
+    }
+
+    pub async fn models(&self) -> ModelServiceClient<Channel> {
+        ModelServiceClient::new(self.channel().await)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns the server's result.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+pub fn spec(name: &str, version: Option<i64>, signature: &str) -> ModelSpec {
+    ModelSpec { name: name.into(), version_choice: version.map(VersionChoice::Version), signature_name: signature.into() }
+}
+
+pub fn float_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: Some(server::tensors::shape(dims)),
+        tensor_content: values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into(),
+        ..Default::default()
+    }
+}
+
+pub fn predict_request(model: &str, version: Option<i64>, tensor: TensorProto) -> PredictRequest {
+    PredictRequest { model_spec: Some(spec(model, version, "")), inputs: [("images".to_string(), tensor)].into(), output_filter: vec![] }
+}

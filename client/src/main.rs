@@ -19,7 +19,6 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Parser, Debug)]
 #[command(
     name = "client",
-    version,
     about = "Classify digit images with a model served over TensorFlow Serving's gRPC API",
     long_about = "Classify digit images with a model served over TensorFlow Serving's gRPC API (our server or \
 TensorFlow Serving itself). Any PNG, JPEG or BMP works: it is converted to 28x28 grayscale, inverted when the \

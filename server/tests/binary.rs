@@ -1,0 +1,69 @@
+//! The `server` binary: start-up, flags and environment, errors, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn server() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_server"));
+    c.env_remove("MODEL_NAME").env_remove("MODEL_PATH").env("RUST_LOG", "info");
+    c
+}
+
+#[test]
+fn sigterm_finishes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    export_version(&base, 1, 1);
+    // The container's way: MODEL_NAME and MODEL_PATH.
+    let mut child = server()
+        .args(["--port", "0", "--host", "127.0.0.1"])
+        .env("MODEL_NAME", "mnist")
+        .env("MODEL_PATH", &base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").expect("first line names the address").to_string();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let mut client = proto::tensorflow::serving::prediction_service_client::PredictionServiceClient::new(channel);
+        let r = client.predict(predict_request("mnist", None, float_tensor(&[1, 784], &images(1)))).await.unwrap();
+        assert_eq!(r.into_inner().outputs["classes"].int64_val.len(), 1);
+    });
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("loaded from") && log.contains("shutting down"), "{log}");
+}
+
+#[test]
+fn start_up_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = server().args(["--port", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--model_base_path") && err.contains("MODEL_PATH") && !err.contains("panicked"), "{err}");
+
+    let config = dir.path().join("bad.config");
+    std::fs::write(&config, "model_config_list { config { name: 'a' } }").unwrap();
+    let out = server().args(["--port", "0", "--model_config_file", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.config") && err.contains("no base_path"), "{err}");
+
+    let out = server().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--model_base_path", "--model_config_file", "--enable_batching", "--max_enqueued_batches", "MODEL_NAME"] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+}

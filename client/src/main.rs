@@ -166,7 +166,10 @@ async fn predict(args: PredictArgs) -> anyhow::Result<()> {
 }
 
 async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.concurrency >= 1 && args.requests >= 1 && args.batch >= 1, "--concurrency, --requests and --batch must be at least 1");
+    anyhow::ensure!(
+        args.concurrency >= 1 && args.requests >= 1 && args.batch >= 1,
+        "--concurrency, --requests and --batch must be at least 1"
+    );
     let mut channels = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
         channels.push(connect(&args.target).await?);

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use engine::export::{INPUT_NAME, SIGNATURE_NAME};
+use prost::Message;
 use proto::tensorflow::serving::model_service_server::ModelService;
 use proto::tensorflow::serving::model_spec::VersionChoice;
 use proto::tensorflow::serving::model_version_status::State;
 use proto::tensorflow::serving::prediction_service_server::PredictionService;
 use proto::tensorflow::serving::*;
 use proto::tensorflow::{DataType, SignatureDef, TensorInfo, tensor_info};
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::manager::{Loaded, ModelManager, PredictError};
@@ -32,7 +32,9 @@ fn lookup(manager: &ModelManager, spec: Option<&ModelSpec>) -> Result<(Arc<Loade
         None => None,
         Some(VersionChoice::Version(v)) => Some(*v),
         Some(VersionChoice::VersionLabel(label)) => {
-            return Err(Status::not_found(format!("Unrecognized servable version label: {label} (this server serves numeric versions only)")));
+            return Err(Status::not_found(format!(
+                "Unrecognized servable version label: {label} (this server serves numeric versions only)"
+            )));
         }
     };
     let loaded = manager.resolve(&spec.name, version).map_err(Status::not_found)?;
@@ -95,10 +97,9 @@ impl PredictionService for Services {
                 "input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{INPUT_NAME}}}."
             )));
         }
-        let tensor = request
-            .inputs
-            .get(INPUT_NAME)
-            .ok_or_else(|| Status::invalid_argument(format!("Missing input tensor alias: {INPUT_NAME}. Expected inputs: {{{INPUT_NAME}}}.")))?;
+        let tensor = request.inputs.get(INPUT_NAME).ok_or_else(|| {
+            Status::invalid_argument(format!("Missing input tensor alias: {INPUT_NAME}. Expected inputs: {{{INPUT_NAME}}}."))
+        })?;
         for key in request.output_filter.iter().filter(|k| !OUTPUTS.contains(&k.as_str())) {
             return Err(Status::invalid_argument(format!(
                 "output tensor alias not found in signature: {key}. Outputs expected to be in the set {{classes,probabilities}}."
@@ -134,7 +135,10 @@ impl PredictionService for Services {
         let map = SignatureDefMap { signature_def: HashMap::from([(SIGNATURE_NAME.to_string(), signature_def(&loaded))]) };
         let any = prost_types::Any { type_url: proto::SIGNATURE_DEF_MAP_TYPE_URL.to_string(), value: map.encode_to_vec() };
         let spec = ModelSpec { signature_name: String::new(), ..response_spec(&loaded, String::new()) };
-        Ok(Response::new(GetModelMetadataResponse { model_spec: Some(spec), metadata: HashMap::from([("signature_def".to_string(), any)]) }))
+        Ok(Response::new(GetModelMetadataResponse {
+            model_spec: Some(spec),
+            metadata: HashMap::from([("signature_def".to_string(), any)]),
+        }))
     }
 }
 

@@ -38,9 +38,10 @@ pub fn model_sources(options: &Options) -> anyhow::Result<Vec<ModelSource>> {
     if let Some(path) = &options.model_config_file {
         return Ok(model_config::load_model_config(path)?);
     }
-    let base = options.model_base_path.clone().context(
-        "no model to serve: pass --model_base_path (or set MODEL_PATH) with --model_name, or --model_config_file",
-    )?;
+    let base = options
+        .model_base_path
+        .clone()
+        .context("no model to serve: pass --model_base_path (or set MODEL_PATH) with --model_name, or --model_config_file")?;
     Ok(vec![ModelSource { name: options.model_name.clone(), base_path: base, policy: VersionPolicy::Latest(1) }])
 }
 

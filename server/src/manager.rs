@@ -16,10 +16,16 @@ use crate::cli::BatchingOptions;
 use crate::model_config::{ModelSource, VersionPolicy};
 use crate::servable::Servable;
 
+/// Images per engine call without batching (a workspace of ~6 MB for the reference CNN).
+const UNBATCHED_CHUNK: usize = 32;
+
 /// A version ready to serve, with its batcher when batching is on.
 pub struct Loaded {
     pub servable: Arc<Servable>,
     batcher: Option<Batcher>,
+    /// Without batching, engine calls in flight are capped at one per core (each already uses
+    /// every core), which also caps the inference workspaces the pool keeps.
+    engine_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a prediction did not run.
@@ -38,6 +44,7 @@ impl Loaded {
                 reply.await.map_err(|_| PredictError::Engine("the batch thread stopped".into()))?.map_err(PredictError::Engine)
             }
             None => {
+                let _slot = self.engine_slots.acquire().await.map_err(|e| PredictError::Engine(e.to_string()))?;
                 let servable = self.servable.clone();
                 tokio::task::spawn_blocking(move || servable.predict(&images).map_err(|e| e.to_string()))
                     .await
@@ -60,6 +67,7 @@ pub struct ModelManager {
     device: DeviceKind,
     batching: BatchingOptions,
     models: RwLock<BTreeMap<String, ModelState>>,
+    engine_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a lookup names, in TensorFlow Serving's words for its errors.
@@ -73,7 +81,8 @@ fn request_name(name: &str, version: Option<i64>) -> String {
 impl ModelManager {
     pub fn new(sources: Vec<ModelSource>, device: DeviceKind, batching: BatchingOptions) -> Self {
         let models = sources.iter().map(|s| (s.name.clone(), ModelState::default())).collect();
-        Self { sources, device, batching, models: RwLock::new(models) }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { sources, device, batching, models: RwLock::new(models), engine_slots: Arc::new(tokio::sync::Semaphore::new(cores)) }
     }
 
     /// The served version `version` of `name`, or its newest. Errors are NOT_FOUND messages.
@@ -143,7 +152,8 @@ impl ModelManager {
     fn load(&self, source: &ModelSource, version: i64) -> bool {
         let dir = source.base_path.join(version.to_string());
         let start = std::time::Instant::now();
-        let capacity = if self.batching.enable_batching { self.batching.max_batch_size } else { 256 };
+        // Larger requests are split into chunks of this many images.
+        let capacity = if self.batching.enable_batching { self.batching.max_batch_size } else { UNBATCHED_CHUNK };
         match Servable::load(&source.name, version, &dir, self.device, capacity) {
             Ok(servable) => {
                 let servable = Arc::new(servable);
@@ -155,7 +165,7 @@ impl ModelManager {
                 let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
                 let state = models.entry(source.name.clone()).or_default();
                 state.failures.remove(&version);
-                state.versions.insert(version, Arc::new(Loaded { servable, batcher }));
+                state.versions.insert(version, Arc::new(Loaded { servable, batcher, engine_slots: self.engine_slots.clone() }));
                 tracing::info!("model {} version {version}: loaded from {} in {:.0?}", source.name, dir.display(), start.elapsed());
                 true
             }

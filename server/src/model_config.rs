@@ -145,7 +145,11 @@ fn policy(fields: Option<&[(String, Value)]>) -> Result<VersionPolicy, String> {
             "all" => Ok(VersionPolicy::All),
             "latest" => {
                 let n = scalar(inner, "num_versions").unwrap_or("1");
-                n.parse().ok().filter(|n| *n > 0).map(VersionPolicy::Latest).ok_or(format!("latest.num_versions '{n}' is not a positive number"))
+                n.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(VersionPolicy::Latest)
+                    .ok_or(format!("latest.num_versions '{n}' is not a positive number"))
             }
             "specific" => {
                 let versions = inner
@@ -226,7 +230,10 @@ mod tests {
         let bad = [
             ("model_config_list { config { name: 'a' } }", "model 'a' has no base_path"),
             ("model_config_list { config { name: 'a' base_path: '/a' ", "missing '}'"),
-            ("model_config_list { config { name: 'a' base_path: '/a' model_version_policy { newest {} } } }", "unknown version policy 'newest'"),
+            (
+                "model_config_list { config { name: 'a' base_path: '/a' model_version_policy { newest {} } } }",
+                "unknown version policy 'newest'",
+            ),
             ("model_config_list {\n config { name: 'a\n", "line 2: unterminated string"),
             ("model_config_list { }", "no config"),
         ];

@@ -25,7 +25,8 @@ pub fn decode_images(key: &str, tensor: &TensorProto, example: [usize; 3]) -> Re
         return Err(format!("input '{key}': shape {dims:?} is not one of {accepted} with N >= 1"));
     }
     let n = dims[0] as u64;
-    let values = n.checked_mul(len as u64).filter(|v| *v <= (usize::MAX / 4) as u64).ok_or(format!("input '{key}': shape {dims:?} is too large"))?;
+    let values =
+        n.checked_mul(len as u64).filter(|v| *v <= (usize::MAX / 4) as u64).ok_or(format!("input '{key}': shape {dims:?} is too large"))?;
     let values = values as usize;
     if !tensor.tensor_content.is_empty() {
         if tensor.tensor_content.len() != values * 4 {
@@ -50,13 +51,23 @@ pub fn shape(dims: &[i64]) -> TensorShapeProto {
 
 /// `classes`: DT_INT64 `[n]` in `int64_val`.
 pub fn classes(values: Vec<i64>) -> TensorProto {
-    TensorProto { dtype: DataType::DtInt64 as i32, tensor_shape: Some(shape(&[values.len() as i64])), int64_val: values, ..Default::default() }
+    TensorProto {
+        dtype: DataType::DtInt64 as i32,
+        tensor_shape: Some(shape(&[values.len() as i64])),
+        int64_val: values,
+        ..Default::default()
+    }
 }
 
 /// `probabilities`: DT_FLOAT `[n, classes]` in `float_val`.
 pub fn probabilities(values: Vec<f32>, classes: usize) -> TensorProto {
     let n = (values.len() / classes.max(1)) as i64;
-    TensorProto { dtype: DataType::DtFloat as i32, tensor_shape: Some(shape(&[n, classes as i64])), float_val: values, ..Default::default() }
+    TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: Some(shape(&[n, classes as i64])),
+        float_val: values,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,10 @@ async fn predict_metadata_status_health_and_reflection() {
         assert!(p.tensor_content.is_empty(), "outputs in typed fields");
         assert_close(&p.float_val, &probs);
         let spec = r.model_spec.unwrap();
-        assert_eq!((spec.name.as_str(), spec.version_choice, spec.signature_name.as_str()), ("mnist", Some(VersionChoice::Version(1)), "serving_default"));
+        assert_eq!(
+            (spec.name.as_str(), spec.version_choice, spec.signature_name.as_str()),
+            ("mnist", Some(VersionChoice::Version(1)), "serving_default")
+        );
     }
 
     // output_filter and an explicit version and signature.
@@ -58,7 +61,10 @@ async fn predict_metadata_status_health_and_reflection() {
 
     // Metadata: the signature map packed in an Any.
     let meta = client
-        .get_model_metadata(GetModelMetadataRequest { model_spec: Some(spec("mnist", None, "")), metadata_field: vec!["signature_def".into()] })
+        .get_model_metadata(GetModelMetadataRequest {
+            model_spec: Some(spec("mnist", None, "")),
+            metadata_field: vec!["signature_def".into()],
+        })
         .await
         .unwrap()
         .into_inner();
@@ -74,8 +80,13 @@ async fn predict_metadata_status_health_and_reflection() {
     assert_eq!(meta.model_spec.unwrap().version_choice, Some(VersionChoice::Version(1)));
 
     // Status.
-    let status =
-        server.models().await.get_model_status(GetModelStatusRequest { model_spec: Some(spec("mnist", None, "")) }).await.unwrap().into_inner();
+    let status = server
+        .models()
+        .await
+        .get_model_status(GetModelStatusRequest { model_spec: Some(spec("mnist", None, "")) })
+        .await
+        .unwrap()
+        .into_inner();
     let v = &status.model_version_status;
     assert_eq!(v.len(), 1);
     assert_eq!((v[0].version, v[0].state), (1, State::Available as i32));
@@ -89,10 +100,10 @@ async fn predict_metadata_status_health_and_reflection() {
     }
 
     // Reflection lists the services.
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(server.channel().await);
     let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
     let mut stream = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
@@ -126,9 +137,21 @@ async fn errors_carry_tensorflow_serving_codes() {
         (with(&|r| r.inputs = [("pixels".to_string(), good())].into()), Code::InvalidArgument, "alias not found in signature: pixels"),
         (with(&|r| r.inputs.clear()), Code::InvalidArgument, "Missing input tensor alias: images"),
         (with(&|r| r.inputs.get_mut("images").unwrap().dtype = DataType::DtDouble as i32), Code::InvalidArgument, "DT_DOUBLE"),
-        (with(&|r| r.inputs.insert("images".into(), float_tensor(&[1, 27, 28], &[0.0; 756])).map(|_| ()).unwrap()), Code::InvalidArgument, "shape [1, 27, 28]"),
-        (with(&|r| r.inputs.insert("images".into(), float_tensor(&[2, 784], &[0.0; 784])).map(|_| ()).unwrap()), Code::InvalidArgument, "tensor_content holds 3136 bytes"),
-        (with(&|r| r.inputs.insert("images".into(), float_tensor(&[1 << 40, 784], &[0.0; 784])).map(|_| ()).unwrap()), Code::InvalidArgument, "needs"),
+        (
+            with(&|r| r.inputs.insert("images".into(), float_tensor(&[1, 27, 28], &[0.0; 756])).map(|_| ()).unwrap()),
+            Code::InvalidArgument,
+            "shape [1, 27, 28]",
+        ),
+        (
+            with(&|r| r.inputs.insert("images".into(), float_tensor(&[2, 784], &[0.0; 784])).map(|_| ()).unwrap()),
+            Code::InvalidArgument,
+            "tensor_content holds 3136 bytes",
+        ),
+        (
+            with(&|r| r.inputs.insert("images".into(), float_tensor(&[1 << 40, 784], &[0.0; 784])).map(|_| ()).unwrap()),
+            Code::InvalidArgument,
+            "needs",
+        ),
         (with(&|r| r.output_filter = vec!["logits".into()]), Code::InvalidArgument, "output tensor alias not found in signature: logits"),
     ];
     for (request, code, text) in cases {
@@ -162,7 +185,8 @@ async fn a_64_mib_request_is_accepted() {
     let server = TestServer::start(&["--model_name", "mnist", "--model_base_path", base.to_str().unwrap()]).await;
     let n = 64 * 1024 * 1024 / (784 * 4) + 1;
     let x = images(n);
-    let r = server.predictions().await.predict(predict_request("mnist", None, float_tensor(&[n as i64, 784], &x))).await.unwrap().into_inner();
+    let r =
+        server.predictions().await.predict(predict_request("mnist", None, float_tensor(&[n as i64, 784], &x))).await.unwrap().into_inner();
     assert_eq!(r.outputs["classes"].int64_val.len(), n);
     assert_eq!(r.outputs["classes"].int64_val[..20], expected(&net, &x[..20 * 784]).0[..]);
     server.stop().await.unwrap();
@@ -215,7 +239,9 @@ async fn new_versions_are_picked_up_and_half_copied_ones_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("mnist");
     export_version(&base, 1, 1);
-    let server = TestServer::start(&["--model_name", "mnist", "--model_base_path", base.to_str().unwrap(), "--file_system_poll_wait_seconds", "1"]).await;
+    let server =
+        TestServer::start(&["--model_name", "mnist", "--model_base_path", base.to_str().unwrap(), "--file_system_poll_wait_seconds", "1"])
+            .await;
 
     // Requests keep flowing during every change below; none may fail.
     let url = server.url();
@@ -227,7 +253,8 @@ async fn new_versions_are_picked_up_and_half_copied_ones_skipped() {
             let mut client = prediction_service_client::PredictionServiceClient::new(channel);
             let mut versions = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = client.predict(predict_request("mnist", None, float_tensor(&[1, 784], &images(1)))).await.expect("no request fails");
+                let r =
+                    client.predict(predict_request("mnist", None, float_tensor(&[1, 784], &images(1)))).await.expect("no request fails");
                 if let Some(VersionChoice::Version(v)) = r.into_inner().model_spec.unwrap().version_choice {
                     versions.push(v);
                 }
@@ -256,7 +283,11 @@ async fn new_versions_are_picked_up_and_half_copied_ones_skipped() {
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = load.await.unwrap();
-    assert!(seen.contains(&1) && seen.contains(&3), "requests were answered by each version: {:?}", seen.iter().collect::<std::collections::BTreeSet<_>>());
+    assert!(
+        seen.contains(&1) && seen.contains(&3),
+        "requests were answered by each version: {:?}",
+        seen.iter().collect::<std::collections::BTreeSet<_>>()
+    );
     server.stop().await.unwrap();
 }
 
@@ -283,6 +314,9 @@ async fn a_model_config_file_serves_several_models_and_versions() {
     let mut client = server.predictions().await;
     let r = client.predict(predict_request("a", Some(1), float_tensor(&[1, 784], &images(1)))).await.unwrap().into_inner();
     assert_eq!(r.model_spec.unwrap().version_choice, Some(VersionChoice::Version(1)));
-    assert_eq!(client.predict(predict_request("a", Some(2), float_tensor(&[1, 784], &images(1)))).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        client.predict(predict_request("a", Some(2), float_tensor(&[1, 784], &images(1)))).await.unwrap_err().code(),
+        Code::NotFound
+    );
     server.stop().await.unwrap();
 }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use clap::Parser;
-use engine::model::{Config, Network};
 use engine::Device;
+use engine::model::{Config, Network};
 use proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use proto::tensorflow::serving::model_spec::VersionChoice;
 use proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;

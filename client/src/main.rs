@@ -110,7 +110,7 @@ fn request(target: &Target, pixels: Vec<f32>, n: usize) -> PredictRequest {
             dim: [n as i64, 28, 28, 1].iter().map(|&size| Dim { size, name: String::new() }).collect(),
             unknown_rank: false,
         }),
-        tensor_content: content.into(),
+        tensor_content: content,
         ..Default::default()
     };
     PredictRequest {

@@ -92,7 +92,7 @@ impl PredictionService for Services {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let request = request.into_inner();
         let (loaded, signature) = lookup(&self.manager, request.model_spec.as_ref())?;
-        for key in request.inputs.keys().filter(|k| k.as_str() != INPUT_NAME) {
+        if let Some(key) = request.inputs.keys().find(|k| k.as_str() != INPUT_NAME) {
             return Err(Status::invalid_argument(format!(
                 "input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{INPUT_NAME}}}."
             )));
@@ -100,7 +100,7 @@ impl PredictionService for Services {
         let tensor = request.inputs.get(INPUT_NAME).ok_or_else(|| {
             Status::invalid_argument(format!("Missing input tensor alias: {INPUT_NAME}. Expected inputs: {{{INPUT_NAME}}}."))
         })?;
-        for key in request.output_filter.iter().filter(|k| !OUTPUTS.contains(&k.as_str())) {
+        if let Some(key) = request.output_filter.iter().find(|k| !OUTPUTS.contains(&k.as_str())) {
             return Err(Status::invalid_argument(format!(
                 "output tensor alias not found in signature: {key}. Outputs expected to be in the set {{classes,probabilities}}."
             )));

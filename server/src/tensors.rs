@@ -85,7 +85,7 @@ mod tests {
             assert_eq!((v.len(), n), (1568, 2));
         }
         let content: Vec<u8> = (0..784).flat_map(|i| (i as f32 / 784.0).to_le_bytes()).collect();
-        let t = TensorProto { tensor_content: content.into(), ..tensor(&[1, 784], 0) };
+        let t = TensorProto { tensor_content: content, ..tensor(&[1, 784], 0) };
         let (v, n) = decode_images("images", &t, [28, 28, 1]).unwrap();
         assert_eq!((v[392], n), (0.5, 1));
     }
@@ -98,7 +98,7 @@ mod tests {
             (tensor(&[0, 784], 0), "N >= 1"),
             (tensor(&[1, 784], 783), "float_val holds 783"),
             (tensor(&[i64::MAX / 2, 784], 0), "too large"),
-            (TensorProto { tensor_content: vec![0; 7].into(), ..tensor(&[1, 784], 0) }, "tensor_content holds 7 bytes"),
+            (TensorProto { tensor_content: vec![0; 7], ..tensor(&[1, 784], 0) }, "tensor_content holds 7 bytes"),
         ];
         for (t, want) in cases {
             let err = decode_images("images", &t, [28, 28, 1]).unwrap_err();

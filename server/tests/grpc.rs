@@ -32,7 +32,7 @@ async fn predict_metadata_status_health_and_reflection() {
     let x = images(3);
     let (classes, probs) = expected(&net, &x);
     let content = float_tensor(&[3, 28, 28, 1], &x);
-    let flat = TensorProto { tensor_content: Default::default(), float_val: x.clone(), ..float_tensor(&[3, 784], &[]) };
+    let flat = TensorProto { tensor_content: Vec::new(), float_val: x.clone(), ..float_tensor(&[3, 784], &[]) };
     let square = float_tensor(&[3, 28, 28], &x);
     for tensor in [content, flat, square] {
         let r = client.predict(predict_request("mnist", None, tensor)).await.unwrap().into_inner();

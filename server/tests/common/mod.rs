@@ -116,7 +116,7 @@ pub fn float_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
     TensorProto {
         dtype: DataType::DtFloat as i32,
         tensor_shape: Some(server::tensors::shape(dims)),
-        tensor_content: values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into(),
+        tensor_content: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
 }

@@ -5,22 +5,7 @@ use std::process::{Command, Output};
 use clap::Parser;
 use engine::model::{Config, Network};
 
-const SMALL_CNN: &str = r#"
-[model]
-[[model.layers]]
-type = "conv2d"
-filters = 4
-kernel_size = 3
-strides = 2
-activation = "relu"
-[[model.layers]]
-type = "maxpool"
-[[model.layers]]
-type = "flatten"
-[[model.layers]]
-type = "dense"
-units = 10
-"#;
+const SMALL_CNN: &str = include_str!("../../engine/tests/fixtures/tiny_cnn.toml");
 
 fn client(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_client")).args(args).output().unwrap()

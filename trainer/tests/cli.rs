@@ -169,32 +169,14 @@ fn gpu_without_an_adapter_is_a_clear_error() {
     assert!(!dir.path().join("m").exists(), "nothing exported");
 }
 
-/// A small CNN, cheap enough for a software GPU.
-const SMALL_CONFIG: &str = r#"
-[model]
-[[model.layers]]
-type = "conv2d"
-filters = 4
-kernel_size = 5
-strides = 2
-activation = "relu"
-[[model.layers]]
-type = "maxpool"
-[[model.layers]]
-type = "flatten"
-[[model.layers]]
-type = "dense"
-units = 10
-[train]
-batch_size = 20
-learning_rate = 0.01
-"#;
+/// A tiny CNN, cheap enough for a software GPU.
+const SMALL_MODEL: &str = include_str!("../../engine/tests/fixtures/tiny_cnn.toml");
 
 #[test]
 fn trains_and_evaluates_on_the_gpu() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("small.config");
-    std::fs::write(&config, SMALL_CONFIG).unwrap();
+    std::fs::write(&config, format!("{SMALL_MODEL}\n[train]\nbatch_size = 20\nlearning_rate = 0.01\n")).unwrap();
     let out = quick_train(dir.path(), &["--config_file", config.to_str().unwrap(), "--device", "gpu", "--train_limit", "1000"]);
     assert!(out.status.success(), "{}", text(&out));
     let export = std::fs::read_dir(dir.path().join("models/output")).unwrap().next().unwrap().unwrap().path();

@@ -14,23 +14,8 @@ use proto::tensorflow::serving::{ModelSpec, PredictRequest};
 use proto::tensorflow::{DataType, TensorProto};
 use tonic::transport::Channel;
 
-/// A small CNN with every layer kind; quick to run on the CPU.
-pub const SMALL_CNN: &str = r#"
-[model]
-[[model.layers]]
-type = "conv2d"
-filters = 4
-kernel_size = 3
-strides = 2
-activation = "relu"
-[[model.layers]]
-type = "maxpool"
-[[model.layers]]
-type = "flatten"
-[[model.layers]]
-type = "dense"
-units = 10
-"#;
+/// A tiny CNN, quick to run on the CPU.
+pub const SMALL_CNN: &str = include_str!("../../../engine/tests/fixtures/tiny_cnn.toml");
 
 /// Writes version `version` of a model (weights from `seed`) under `base`; returns its network.
 pub fn export_version(base: &Path, version: i64, seed: u64) -> Network {

@@ -1,6 +1,6 @@
 # The model server as a container, run like TensorFlow Serving's:
 #   docker build -t mnist-server .
-#   docker run -v $PWD/models:/models -e MODEL_NAME=mnist -e MODEL_PATH=/models/mnist -p 8500:8500 mnist-server
+#   docker run -v $PWD/models:/models -e MODEL_NAME=mnist -e MODEL_PATH=/models/mnist -p 8500:8500 -p 8501:8501 mnist-server
 # Extra flags go after the image name (e.g. --enable_batching=true).
 
 FROM rust:1.95-bookworm AS build
@@ -15,5 +15,5 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/server /src/target/release/client /usr/local/bin/
 ENV MODEL_NAME=model MODEL_PATH=/models/model
-EXPOSE 8500
-ENTRYPOINT ["/usr/local/bin/server", "--port=8500"]
+EXPOSE 8500 8501
+ENTRYPOINT ["/usr/local/bin/server", "--port=8500", "--rest_api_port=8501"]

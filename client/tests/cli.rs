@@ -32,7 +32,7 @@ fn predicts_prints_and_reports_errors() {
     let options =
         server::cli::Options::try_parse_from(["server", "--model_name", "mnist", "--model_base_path", base.to_str().unwrap()]).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = runtime.spawn(server::serve(options, listener, async {
+    let serving = runtime.spawn(server::serve(options, listener, None, async {
         let _ = stopped.await;
     }));
 

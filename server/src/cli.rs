@@ -21,6 +21,9 @@ pub struct Options {
     /// gRPC port (0 picks a free one, printed at start).
     #[arg(long, default_value_t = 8500)]
     pub port: u16,
+    /// REST port (TensorFlow Serving's JSON API under /v1/models/...; 0: no REST).
+    #[arg(long = "rest_api_port", default_value_t = 0)]
+    pub rest_api_port: u16,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub host: String,

@@ -7,16 +7,20 @@
 //! - [`batcher`]: dynamic batching.
 //! - [`tensors`]: TensorProto validation and outputs.
 //! - [`grpc`]: PredictionService and ModelService.
+//! - [`rest`]: TensorFlow Serving's REST API, translated to the gRPC services.
+
+#![recursion_limit = "256"]
 
 pub mod batcher;
 pub mod cli;
 pub mod grpc;
 pub mod manager;
 pub mod model_config;
+pub mod rest;
 pub mod servable;
 pub mod tensors;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -45,9 +49,14 @@ pub fn model_sources(options: &Options) -> anyhow::Result<Vec<ModelSource>> {
     Ok(vec![ModelSource { name: options.model_name.clone(), base_path: base, policy: VersionPolicy::Latest(1) }])
 }
 
-/// Loads the models, then serves gRPC on `listener` until `shutdown` resolves; in-flight
-/// requests finish before this returns.
-pub async fn serve(options: Options, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+/// Loads the models, then serves gRPC on `listener` (and REST on `rest`) until `shutdown`
+/// resolves; in-flight requests finish before this returns.
+pub async fn serve(
+    options: Options,
+    listener: tokio::net::TcpListener,
+    rest: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let sources = model_sources(&options)?;
     let manager = Arc::new(ModelManager::new(sources, options.device, options.batching));
     let poll_manager = manager.clone();
@@ -78,14 +87,30 @@ pub async fn serve(options: Options, listener: tokio::net::TcpListener, shutdown
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let rest_task = rest.map(|rest| {
+        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }));
+        tokio::spawn(axum::serve(rest, app).with_graceful_shutdown(stopped(stop_rx.clone())).into_future())
+    });
+
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(prediction)
         .add_service(models)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
         .await;
+    if let Some(task) = rest_task {
+        task.await?.context("REST server failed")?;
+    }
     stop.store(true, Ordering::Relaxed);
     if let Some(poller) = poller {
         let _ = tokio::task::spawn_blocking(move || poller.join()).await;

@@ -32,7 +32,18 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("gRPC listening on {local}");
     println!("listening on {local}");
-    server::serve(options, listener, shutdown_signal()).await
+    let rest = match options.rest_api_port {
+        0 => None,
+        port => {
+            let address = format!("{}:{port}", options.host);
+            let rest = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+            let local = rest.local_addr()?;
+            tracing::info!("REST listening on {local}");
+            println!("REST listening on {local}");
+            Some(rest)
+        }
+    };
+    server::serve(options, listener, rest, shutdown_signal()).await
 }
 
 fn main() -> ExitCode {

@@ -39,6 +39,7 @@ pub fn expected(net: &Network, images: &[f32]) -> (Vec<i64>, Vec<f32>) {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub rest: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -51,11 +52,13 @@ impl TestServer {
         let options = server::cli::Options::try_parse_from(args).expect("valid flags");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let rest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rest = rest_listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(options, listener, async {
+        let task = tokio::spawn(server::serve(options, listener, Some(rest_listener), async {
             let _ = rx.await;
         }));
-        let server = Self { addr, shutdown: Some(tx), task: Some(task) };
+        let server = Self { addr, rest, shutdown: Some(tx), task: Some(task) };
         server.wait_until_serving().await;
         server
     }
@@ -108,4 +111,21 @@ pub fn float_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
 
 pub fn predict_request(model: &str, version: Option<i64>, tensor: TensorProto) -> PredictRequest {
     PredictRequest { model_spec: Some(spec(model, version, "")), inputs: [("images".to_string(), tensor)].into(), output_filter: vec![] }
+}
+
+/// One HTTP/1.1 request to the REST port: (status code, JSON body).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }

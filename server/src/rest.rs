@@ -1,0 +1,238 @@
+//! TensorFlow Serving's REST API, as a translation to and from the gRPC services (so both
+//! answer alike):
+//!   GET  /v1/models/NAME[/versions/V]            model status
+//!   GET  /v1/models/NAME[/versions/V]/metadata   signature metadata
+//!   POST /v1/models/NAME[/versions/V]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
+//! Errors are `{"error": "..."}` with TensorFlow Serving's HTTP codes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use engine::export::INPUT_NAME;
+use prost::Message;
+use proto::tensorflow::serving::model_service_server::ModelService;
+use proto::tensorflow::serving::model_spec::VersionChoice;
+use proto::tensorflow::serving::prediction_service_server::PredictionService;
+use proto::tensorflow::serving::*;
+use proto::tensorflow::{DataType, TensorInfo, TensorProto, tensor_info};
+use serde_json::{Value, json};
+use tonic::{Code, Request};
+
+use crate::grpc::Services;
+
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new().route("/v1/models/{*path}", get(get_model).post(post_model)).with_state(services)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn from_status(s: tonic::Status) -> Response {
+    let code = match s.code() {
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, s.message())
+}
+
+/// `NAME[/versions/V][/labels/L]` -> (name, version, rest after them).
+fn parse_target(path: &str) -> Result<(String, Option<i64>, &str), (StatusCode, String)> {
+    let mut parts = path.splitn(2, '/');
+    let name = parts.next().unwrap_or_default();
+    let mut rest = parts.next().unwrap_or_default();
+    let mut version = None;
+    if let Some(after) = rest.strip_prefix("versions/") {
+        let (v, tail) = after.split_once('/').unwrap_or((after, ""));
+        version = Some(v.parse::<i64>().map_err(|_| (StatusCode::BAD_REQUEST, format!("version '{v}' is not a number")))?);
+        rest = tail;
+    } else if rest.starts_with("labels/") {
+        return Err((StatusCode::NOT_FOUND, "version labels are not supported (this server serves numeric versions only)".into()));
+    }
+    if name.is_empty() {
+        return Err((StatusCode::NOT_FOUND, "no model name in the URL".into()));
+    }
+    Ok((name.to_string(), version, rest))
+}
+
+fn spec(name: &str, version: Option<i64>, signature: &str) -> ModelSpec {
+    ModelSpec { name: name.to_string(), version_choice: version.map(VersionChoice::Version), signature_name: signature.to_string() }
+}
+
+fn tensor_info_json(t: &TensorInfo) -> Value {
+    let name = match &t.encoding {
+        Some(tensor_info::Encoding::Name(n)) => n.clone(),
+        None => String::new(),
+    };
+    let dims: Vec<Value> =
+        t.tensor_shape.iter().flat_map(|s| &s.dim).map(|d| json!({"size": d.size.to_string(), "name": d.name})).collect();
+    let dtype = DataType::try_from(t.dtype).map_or("DT_INVALID", |d| d.as_str_name());
+    json!({"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": false}, "name": name})
+}
+
+async fn get_model(State(services): State<Arc<Services>>, Path(path): Path<String>) -> Response {
+    let (name, version, rest) = match parse_target(&path) {
+        Ok(t) => t,
+        Err((code, message)) => return error(code, message),
+    };
+    match rest {
+        "" => {
+            let request = Request::new(GetModelStatusRequest { model_spec: Some(spec(&name, version, "")) });
+            match services.get_model_status(request).await {
+                Ok(r) => {
+                    let versions: Vec<Value> = r
+                        .into_inner()
+                        .model_version_status
+                        .iter()
+                        .map(|s| json!({"version": s.version.to_string(), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}))
+                        .collect();
+                    axum::Json(json!({ "model_version_status": versions })).into_response()
+                }
+                Err(s) => from_status(s),
+            }
+        }
+        "metadata" => {
+            let request =
+                GetModelMetadataRequest { model_spec: Some(spec(&name, version, "")), metadata_field: vec!["signature_def".into()] };
+            match services.get_model_metadata(Request::new(request)).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let map = r
+                        .metadata
+                        .get("signature_def")
+                        .and_then(|any| SignatureDefMap::decode(any.value.as_slice()).ok())
+                        .unwrap_or_default();
+                    let signatures: serde_json::Map<String, Value> = map
+                        .signature_def
+                        .iter()
+                        .map(|(key, sig)| {
+                            let inputs: serde_json::Map<String, Value> =
+                                sig.inputs.iter().map(|(k, t)| (k.clone(), tensor_info_json(t))).collect();
+                            let outputs: serde_json::Map<String, Value> =
+                                sig.outputs.iter().map(|(k, t)| (k.clone(), tensor_info_json(t))).collect();
+                            (key.clone(), json!({"inputs": inputs, "outputs": outputs, "method_name": sig.method_name}))
+                        })
+                        .collect();
+                    let served = match r.model_spec.and_then(|s| s.version_choice) {
+                        Some(VersionChoice::Version(v)) => v.to_string(),
+                        _ => String::new(),
+                    };
+                    axum::Json(json!({
+                        "model_spec": {"name": name, "signature_name": "", "version": served},
+                        "metadata": {"signature_def": {"signature_def": signatures}},
+                    }))
+                    .into_response()
+                }
+                Err(s) => from_status(s),
+            }
+        }
+        other => error(StatusCode::NOT_FOUND, format!("unknown resource '{other}' (expected nothing, 'metadata' or ':predict')")),
+    }
+}
+
+/// The dimensions of a nested JSON array of numbers, and its numbers in row-major order.
+fn flatten(v: &Value, dims: &mut Vec<i64>, depth: usize, out: &mut Vec<f32>) -> Result<(), String> {
+    match v {
+        Value::Array(items) => {
+            if dims.len() == depth {
+                dims.push(items.len() as i64);
+            } else if dims[depth] != items.len() as i64 {
+                return Err(format!("ragged nested list: {} items where {} were expected", items.len(), dims[depth]));
+            }
+            items.iter().try_for_each(|item| flatten(item, dims, depth + 1, out))
+        }
+        Value::Number(n) => {
+            if dims.len() != depth {
+                return Err("ragged nested list: a number where a list was expected".into());
+            }
+            out.push(n.as_f64().unwrap_or(f64::NAN) as f32);
+            Ok(())
+        }
+        other => Err(format!("expected numbers, found {other}")),
+    }
+}
+
+/// The `images` tensor of a predict body: row format (`instances`, each an image or
+/// `{"images": image}`) or columnar (`inputs`, the batch or `{"images": batch}`).
+fn input_tensor(body: &Value) -> Result<(TensorProto, bool), String> {
+    let named = |v: &Value| -> Result<Value, String> {
+        match v {
+            Value::Object(map) => {
+                if let Some(key) = map.keys().find(|k| k.as_str() != INPUT_NAME) {
+                    return Err(format!(
+                        "input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{INPUT_NAME}}}."
+                    ));
+                }
+                map.get(INPUT_NAME).cloned().ok_or(format!("missing input '{INPUT_NAME}'"))
+            }
+            other => Ok(other.clone()),
+        }
+    };
+    let (batch, row) = match (body.get("instances"), body.get("inputs")) {
+        (Some(Value::Array(instances)), None) => (Value::Array(instances.iter().map(named).collect::<Result<_, _>>()?), true),
+        (None, Some(inputs)) => (named(inputs)?, false),
+        (Some(_), Some(_)) => return Err("give either \"instances\" or \"inputs\", not both".into()),
+        (Some(_), None) => return Err("\"instances\" must be a list".into()),
+        (None, None) => return Err("missing \"instances\" or \"inputs\"".into()),
+    };
+    let (mut dims, mut values) = (Vec::new(), Vec::new());
+    flatten(&batch, &mut dims, 0, &mut values)?;
+    let tensor = TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: Some(crate::tensors::shape(&dims)),
+        float_val: values,
+        ..Default::default()
+    };
+    Ok((tensor, row))
+}
+
+async fn post_model(State(services): State<Arc<Services>>, Path(path): Path<String>, body: Bytes) -> Response {
+    let Some(target) = path.strip_suffix(":predict") else {
+        let verb = path.rsplit_once(':').map_or("", |(_, v)| v);
+        return error(StatusCode::NOT_IMPLEMENTED, format!("'{verb}' is not supported: POST .../MODEL[/versions/V]:predict"));
+    };
+    let (name, version, rest) = match parse_target(target) {
+        Ok(t) => t,
+        Err((code, message)) => return error(code, message),
+    };
+    if !rest.is_empty() {
+        return error(StatusCode::NOT_FOUND, format!("unknown resource '{rest}'"));
+    }
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("JSON body: {e}")),
+    };
+    let (tensor, row) = match input_tensor(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let signature = body.get("signature_name").and_then(Value::as_str).unwrap_or_default();
+    let request = PredictRequest {
+        model_spec: Some(spec(&name, version, signature)),
+        inputs: [(INPUT_NAME.to_string(), tensor)].into(),
+        output_filter: vec![],
+    };
+    let response = match services.predict(Request::new(request)).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return from_status(s),
+    };
+    let classes = response.outputs.get("classes").map(|t| t.int64_val.clone()).unwrap_or_default();
+    let probs = response.outputs.get("probabilities").map(|t| t.float_val.clone()).unwrap_or_default();
+    let k = probs.len() / classes.len().max(1);
+    let rows: Vec<&[f32]> = probs.chunks(k.max(1)).collect();
+    if row {
+        let predictions: Vec<Value> = classes.iter().zip(&rows).map(|(c, p)| json!({"classes": c, "probabilities": p})).collect();
+        axum::Json(json!({ "predictions": predictions })).into_response()
+    } else {
+        axum::Json(json!({ "outputs": {"classes": classes, "probabilities": rows} })).into_response()
+    }
+}

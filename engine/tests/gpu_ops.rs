@@ -208,3 +208,16 @@ fn optimizer_updates_match_cpu() {
         }
     }
 }
+
+/// More than 65,535 workgroups: the dispatch is folded into a 2-D grid and every element is
+/// still covered exactly once.
+#[test]
+fn dispatches_beyond_65535_workgroups_cover_every_element() {
+    let len = 256 * 65_535 + 300;
+    let x: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { -(i as f32) } else { i as f32 }).collect();
+    same_on_both("relu over 65,537 workgroups", 0.0, 0.0, |d| {
+        let mut t = upload(d, "x", &x);
+        d.relu_forward(len, &mut t);
+        vec![("relu", t.to_host())]
+    });
+}

@@ -320,3 +320,54 @@ async fn a_model_config_file_serves_several_models_and_versions() {
     );
     server.stop().await.unwrap();
 }
+
+/// A model slow enough (~2.5 MFLOP per image) that a burst outruns it.
+const SLOW_CNN: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 64
+kernel_size = 5
+padding = "same"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 10
+"#;
+
+/// With room for one waiting batch, a burst of large requests overfills the queue: the extra
+/// ones are answered UNAVAILABLE at once, the others correctly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_batch_queue_answers_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    let net = export_config(&base, 1, 5, SLOW_CNN);
+    let flags = ["--enable_batching", "--max_batch_size", "2000", "--max_enqueued_batches", "1", "--num_batch_threads", "1"];
+    let mut args = vec!["--model_name", "mnist", "--model_base_path", base.to_str().unwrap()];
+    args.extend(flags);
+    let server = TestServer::start(&args).await;
+    let x = std::sync::Arc::new(images(2000));
+    let (classes, _) = expected(&net, &x[..784]);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (mut client, x) = (server.predictions().await, x.clone());
+        tasks.push(tokio::spawn(async move { client.predict(predict_request("mnist", None, float_tensor(&[2000, 784], &x))).await }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.into_inner().outputs["classes"].int64_val[0], classes[0]);
+                ok += 1;
+            }
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{}", s.message());
+                assert!(s.message().contains("queue is full"), "{}", s.message());
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok >= 1 && refused >= 1, "{ok} answered, {refused} refused");
+    server.stop().await.unwrap();
+}

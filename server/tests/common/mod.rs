@@ -19,7 +19,12 @@ pub const SMALL_CNN: &str = include_str!("../../../engine/tests/fixtures/tiny_cn
 
 /// Writes version `version` of a model (weights from `seed`) under `base`; returns its network.
 pub fn export_version(base: &Path, version: i64, seed: u64) -> Network {
-    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    export_config(base, version, seed, SMALL_CNN)
+}
+
+/// Like [`export_version`] for the architecture in `config`.
+pub fn export_config(base: &Path, version: i64, seed: u64, config: &str) -> Network {
+    let spec = Config::parse(config).unwrap().model_spec().unwrap();
     let net = Network::new(spec, Device::cpu(), seed).unwrap();
     engine::export::write(base, &version.to_string(), &net, serde_json::json!({}), 0).unwrap();
     net

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use engine::export::ModelFile;
 use engine::model::Network;
@@ -17,7 +16,6 @@ pub struct Servable {
     network: Network,
     workspaces: Mutex<Vec<Inference>>,
     workspace_capacity: usize,
-    engine_calls: AtomicU64,
 }
 
 impl Servable {
@@ -32,10 +30,8 @@ impl Servable {
             network,
             workspaces: Mutex::new(Vec::new()),
             workspace_capacity: workspace_capacity.max(1),
-            engine_calls: AtomicU64::new(0),
         };
         servable.predict(&vec![0.0; servable.input_len()])?;
-        servable.engine_calls.store(0, Ordering::Relaxed);
         Ok(servable)
     }
 
@@ -56,14 +52,8 @@ impl Servable {
     pub fn predict(&self, images: &[f32]) -> engine::Result<Prediction> {
         let pooled = self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut inference = pooled.unwrap_or_else(|| Inference::new(&self.network, self.workspace_capacity));
-        self.engine_calls.fetch_add(1, Ordering::Relaxed);
         let result = inference.predict(&self.network, images);
         self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).push(inference);
         result
-    }
-
-    /// Engine calls since loading (warm-up excluded): how many merged batches ran.
-    pub fn engine_calls(&self) -> u64 {
-        self.engine_calls.load(Ordering::Relaxed)
     }
 }

@@ -371,3 +371,18 @@ async fn a_full_batch_queue_answers_unavailable() {
     assert!(ok >= 1 && refused >= 1, "{ok} answered, {refused} refused");
     server.stop().await.unwrap();
 }
+
+/// `--device gpu` (lavapipe in CI): the same answers as the engine on the CPU.
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_from_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    let net = export_version(&base, 1, 13);
+    let server = TestServer::start(&["--model_name", "mnist", "--model_base_path", base.to_str().unwrap(), "--device", "gpu"]).await;
+    let x = images(5);
+    let (classes, probs) = expected(&net, &x);
+    let r = server.predictions().await.predict(predict_request("mnist", None, float_tensor(&[5, 784], &x))).await.unwrap().into_inner();
+    assert_eq!(r.outputs["classes"].int64_val, classes);
+    assert_close(&r.outputs["probabilities"].float_val, &probs);
+    server.stop().await.unwrap();
+}

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
 use crate::gpu::{AdapterPolicy, GpuDevice};
@@ -38,8 +38,10 @@ impl fmt::Display for DeviceKind {
     }
 }
 
-/// A device owning tensors. Enum dispatch keeps layers plain structs.
-#[derive(Debug)]
+/// A device owning tensors. Enum dispatch keeps layers plain structs. Cheap to clone: clones
+/// share the device (one GPU device, its pipelines and buffer pool; or the CPU's scratch), so a
+/// process can open it once and hand it to every network it loads.
+#[derive(Clone, Debug)]
 pub enum Device {
     Cpu(CpuDevice),
     Gpu(GpuDevice),
@@ -108,9 +110,9 @@ impl Device {
 }
 
 /// The CPU device: rayon's pool, plus per-chunk scratch buffers that grow once and are reused.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CpuDevice {
-    scratch: Mutex<Vec<Vec<f32>>>,
+    scratch: Arc<Mutex<Vec<Vec<f32>>>>,
 }
 
 impl CpuDevice {

@@ -84,7 +84,9 @@ impl Inference {
     }
 
     /// Accuracy, mean cross-entropy and confusion matrix over `data`, calling `progress(done)`.
-    pub fn evaluate(&mut self, network: &Network, data: &Dataset, mut progress: impl FnMut(usize)) -> Evaluation {
+    /// Images of another shape than the network's input are an error naming both.
+    pub fn evaluate(&mut self, network: &Network, data: &Dataset, mut progress: impl FnMut(usize)) -> Result<Evaluation> {
+        data.check_input_shape(network.spec().input_shape)?;
         let k = network.num_classes();
         let len = data.image_len();
         let mut confusion = ConfusionMatrix::new(k);
@@ -99,7 +101,7 @@ impl Inference {
             }
             progress(end);
         }
-        Evaluation { accuracy: confusion.accuracy(), loss: loss / data.len().max(1) as f64, confusion }
+        Ok(Evaluation { accuracy: confusion.accuracy(), loss: loss / data.len().max(1) as f64, confusion })
     }
 }
 
@@ -127,7 +129,7 @@ impl Predictor {
         self.inference.predict_u8(&self.network, pixels)
     }
 
-    pub fn evaluate(&mut self, data: &Dataset, progress: impl FnMut(usize)) -> Evaluation {
+    pub fn evaluate(&mut self, data: &Dataset, progress: impl FnMut(usize)) -> Result<Evaluation> {
         self.inference.evaluate(&self.network, data, progress)
     }
 }

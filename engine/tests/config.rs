@@ -50,9 +50,9 @@ fn bad_values_name_their_key() {
         ("weight_decay = 0.0", "weight_decay = -0.5", "train.weight_decay"),
         ("beta1 = 0.9", "beta1 = 1.5", "train.optimizer.beta1"),
         ("epsilon = 1e-8", "epsilon = 0.0", "train.optimizer.epsilon"),
-        ("rate = 0.4", "rate = 1.0", "model.layers[6].rate"),
-        ("units = 1024", "units = 0", "model.layers[5].units"),
-        ("filters = 64", "filters = 0", "model.layers[2].filters"),
+        ("rate = 0.4", "rate = 1.0", "layer 6 (dropout 'dropout1'): rate must be in [0, 1)"),
+        ("units = 1024", "units = 0", "layer 5 (dense 'dense1'): units must be at least 1"),
+        ("filters = 64", "filters = 0", "layer 2 (conv2d 'conv2'): filters must be at least 1"),
         ("type = \"constant\"", "type = \"step\"\ndecay_rate = 2.0", "train.schedule.decay_rate"),
     ] {
         assert!(REFERENCE.contains(from), "{from}");
@@ -103,7 +103,7 @@ fn duplicate_names_and_empty_models_are_rejected() {
     let dup =
         with_layers("[[model.layers]]\ntype = \"flatten\"\nname = \"a\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\nname = \"a\"");
     assert!(err(&dup).contains("'a'"));
-    assert!(err("[model]\nlayers = []\n").contains("model.layers"));
+    assert!(err("[model]\nlayers = []\n").contains("no layers"));
 }
 
 #[test]

@@ -105,7 +105,7 @@ fn accuracy_after_training(device: Device, train: &Dataset, test: &Dataset) -> f
         let (images, labels) = (&train.images[start * 784..(start + 50) * 784], &train.labels[start..start + 50]);
         assert!(net.train_step(&mut ws, &mut opt, images, labels, 1e-2, step as u32).loss_sum.is_finite());
     }
-    Inference::new(&net, 500).evaluate(&net, test, |_| {}).accuracy
+    Inference::new(&net, 500).evaluate(&net, test, |_| {}).unwrap().accuracy
 }
 
 /// The bar: on a slice of real MNIST, GPU training reaches the CPU's accuracy within 0.5 points.

@@ -110,7 +110,7 @@ fn short_real_mnist_run_beats_90_percent() {
         );
         assert!(s.loss_sum.is_finite());
     }
-    let eval = Inference::new(&net, 1000).evaluate(&net, &test, |_| {});
+    let eval = Inference::new(&net, 1000).evaluate(&net, &test, |_| {}).unwrap();
     assert!(eval.accuracy > 0.90, "test accuracy {} after 6,000 images", eval.accuracy);
     assert_eq!(eval.confusion.total(), 10_000);
 }

@@ -17,12 +17,13 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let (model, network) =
         engine::export::load(&args.model, device).with_context(|| format!("cannot load the model in {}", args.model.display()))?;
     let test = Dataset::load(&args.data.data_dir, Split::Test, model.architecture.num_classes)?;
+    test.check_input_shape(model.architecture.input_shape).with_context(|| format!("cannot evaluate {}", args.model.display()))?;
     let largest_timed = args.timing_batches.iter().copied().max().unwrap_or(0).max(256);
     let capacity = if args.timing { args.batch_size.max(largest_timed) } else { args.batch_size };
     let mut predictor = Predictor::new(network, capacity);
     let start = Instant::now();
     let bar = progress_bar(test.len() as u64, "evaluate");
-    let ev = predictor.evaluate(&test, |done| bar.set_position(done as u64));
+    let ev = predictor.evaluate(&test, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let timing = args.timing.then(|| time_inference(&mut predictor, &test, &args.timing_batches));

@@ -36,7 +36,9 @@ pub fn write_png(path: &Path, results: &Results) -> anyhow::Result<()> {
         root.present().map_err(draw_err)?;
     }
     let img = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels).ok_or_else(|| anyhow!("image buffer size"))?;
-    img.save(path)?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)?;
+    engine::export::write_file_atomically(path, png.get_ref())?;
     Ok(())
 }
 

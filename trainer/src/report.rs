@@ -52,12 +52,10 @@ pub struct Results {
     pub loss_curve: Vec<CurvePoint>,
 }
 
-/// Writes JSON next to its final name, then renames it into place.
+/// Writes JSON atomically: a reader, or a crash at any moment, sees the whole file or none.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.partial");
     let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    engine::export::write_file_atomically(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The process's peak resident set size (Linux `VmHWM`).

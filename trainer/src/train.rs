@@ -34,15 +34,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     };
     let train = limit(Dataset::load(&args.data.data_dir, Split::Train, classes)?, args.train_limit);
     let test = limit(Dataset::load(&args.data.data_dir, Split::Test, classes)?, args.test_limit);
-    let [h, w, c] = spec.input_shape;
-    if (h, w, c) != (train.rows, train.cols, 1) {
-        bail!(
-            "{}: model.input_shape {:?} does not match the MNIST images ({}x{}x1)",
-            args.config_file.display(),
-            spec.input_shape,
-            train.rows,
-            train.cols
-        );
+    for data in [&train, &test] {
+        data.check_input_shape(spec.input_shape)
+            .with_context(|| format!("model.input_shape in {} does not fit the data", args.config_file.display()))?;
     }
     if train.is_empty() || test.is_empty() {
         bail!("no training or test images to use (check --train_limit / --test_limit)");
@@ -148,7 +142,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
 
         let eval_start = Instant::now();
         let eval_bar = progress_bar(test.len() as u64, &format!("evaluate {epoch}/{}", tc.epochs));
-        let ev = inference.evaluate(&network, &test, |done| eval_bar.set_position(done as u64));
+        let ev = inference.evaluate(&network, &test, |done| eval_bar.set_position(done as u64))?;
         eval_bar.finish_and_clear();
         let record = EpochRecord {
             epoch,

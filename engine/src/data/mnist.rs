@@ -27,6 +27,8 @@ pub struct Dataset {
     pub labels: Vec<u8>,
     pub rows: usize,
     pub cols: usize,
+    /// The images file, for errors.
+    pub images_path: std::path::PathBuf,
 }
 
 impl Dataset {
@@ -53,7 +55,20 @@ impl Dataset {
                 message: format!("label {} at index {i} is not a class 0..{}", labels.data[i], classes - 1),
             });
         }
-        Ok(Self { images: images.data, labels: labels.data, rows: images.dims[1], cols: images.dims[2] })
+        Ok(Self { images: images.data, labels: labels.data, rows: images.dims[1], cols: images.dims[2], images_path })
+    }
+
+    /// Checks that these (one-channel) images are what a model with `input_shape`
+    /// (`[height, width, channels]`) takes; the error names the file and both shapes.
+    pub fn check_input_shape(&self, input_shape: [usize; 3]) -> Result<()> {
+        if input_shape == [self.rows, self.cols, 1] {
+            return Ok(());
+        }
+        let [h, w, c] = input_shape;
+        Err(EngineError::Idx {
+            path: self.images_path.clone(),
+            message: format!("images are {}x{}x1 but the model takes {h}x{w}x{c}", self.rows, self.cols),
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -69,13 +69,50 @@ pub fn write(parent: &Path, name: &str, network: &Network, training: serde_json:
     if target.exists() {
         return Err(EngineError::io(&target, "already exists; refusing to overwrite an export"));
     }
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    remove_stale_partials(parent);
+    let tmp = parent.join(format!(".{name}{PARTIAL}{}", std::process::id()));
     let result = write_files(&tmp, network, training, created_unix)
         .and_then(|()| fs::rename(&tmp, &target).map_err(|e| EngineError::io(&target, format!("cannot move export into place: {e}"))));
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     result.map(|()| target)
+}
+
+/// Marks a hidden work-in-progress sibling: `.<name>.partial-<pid>`.
+const PARTIAL: &str = ".partial-";
+
+/// Removes the hidden partial exports and files of processes that no longer run (a trainer
+/// killed with SIGKILL cannot clean up after itself). Only on Linux, where `/proc` tells.
+fn remove_stale_partials(dir: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.starts_with('.')).and_then(|n| n.rsplit_once(PARTIAL)).map(|(_, pid)| pid) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let path = entry.path();
+            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader (or a crash at any moment) sees either nothing or
+/// the whole file: a hidden sibling is written, synced and renamed into place.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    remove_stale_partials(dir);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}{PARTIAL}{}", std::process::id()));
+    let result = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn write_files(dir: &Path, network: &Network, training: serde_json::Value, created_unix: u64) -> Result<()> {
@@ -136,7 +173,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn read_model_file(dir: &Path) -> Result<ModelFile> {
     let path = dir.join(MODEL_FILE);
     let bad = |message: String| EngineError::Model { path: path.clone(), message };
-    let text = fs::read(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = fs::read(&path).map_err(|e| EngineError::ModelMissing { path: path.clone(), message: format!("cannot read: {e}") })?;
     let model: ModelFile = serde_json::from_slice(&text).map_err(|e| bad(format!("invalid model file: {e}")))?;
     if model.format != FORMAT || model.format_version != FORMAT_VERSION {
         return Err(bad(format!(
@@ -144,8 +181,18 @@ pub fn read_model_file(dir: &Path) -> Result<ModelFile> {
             model.format, model.format_version
         )));
     }
-    model.architecture.shapes()?;
+    model.architecture.parameters().map_err(|e| bad(e.to_string()))?;
+    let file = &model.weights.file;
+    if file.is_empty() || file.contains(['/', '\\']) || file == "." || file == ".." {
+        return Err(bad(format!("weights.file '{file}' must be a file name inside the model directory")));
+    }
     Ok(model)
+}
+
+/// Bytes a safetensors file of these parameters may hold: the f32 data and a header of at most
+/// a few hundred bytes per tensor.
+fn max_weights_bytes(params: &[(String, Vec<usize>)]) -> u64 {
+    params.iter().map(|(name, shape)| 4 * shape.iter().product::<usize>() as u64 + 256 + 2 * name.len() as u64).sum::<u64>() + 4096
 }
 
 /// Loads an export onto `device`, verifying the weights' size and sha256 against model.json.
@@ -153,22 +200,38 @@ pub fn load(dir: &Path, device: Device) -> Result<(ModelFile, Network)> {
     let model = read_model_file(dir)?;
     let path = dir.join(&model.weights.file);
     let bad = |message: String| EngineError::Model { path: path.clone(), message };
-    let bytes = fs::read(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let missing = |message: String| EngineError::ModelMissing { path: path.clone(), message };
+    let corrupt = |message: String| EngineError::ModelCorrupt { path: path.clone(), message };
+    let params = model.architecture.parameters().map_err(|e| bad(e.to_string()))?;
+    let on_disk = fs::metadata(&path).map_err(|e| missing(format!("cannot read: {e}")))?.len();
+    if on_disk != model.weights.size_bytes {
+        return Err(corrupt(format!("{on_disk} bytes, model.json says {} (incomplete copy?)", model.weights.size_bytes)));
+    }
+    if on_disk > max_weights_bytes(&params) {
+        return Err(bad(format!("{on_disk} bytes is more than the architecture's parameters can take")));
+    }
+    let bytes = fs::read(&path).map_err(|e| missing(format!("cannot read: {e}")))?;
     if bytes.len() as u64 != model.weights.size_bytes {
-        return Err(bad(format!("{} bytes, model.json says {} (incomplete copy?)", bytes.len(), model.weights.size_bytes)));
+        return Err(corrupt(format!("{} bytes, model.json says {} (changed while read?)", bytes.len(), model.weights.size_bytes)));
     }
     let digest = sha256_hex(&bytes);
     if digest != model.weights.sha256 {
-        return Err(bad(format!("sha256 {digest} does not match model.json's {} (corrupt file?)", model.weights.sha256)));
+        return Err(corrupt(format!("sha256 {digest} does not match model.json's {} (corrupt file?)", model.weights.sha256)));
     }
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("invalid safetensors: {e}")))?;
     let mut values = Vec::new();
-    for (name, shape) in model.architecture.parameters()? {
+    if tensors.len() != params.len() {
+        return Err(bad(format!("{} tensors, the architecture has {} parameter tensors", tensors.len(), params.len())));
+    }
+    for (name, shape) in params {
         let view = tensors.tensor(&name).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
         if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
             return Err(bad(format!("tensor '{name}' is {:?} {:?}, expected F32 {shape:?}", view.dtype(), view.shape())));
         }
         let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("tensor '{name}' holds {} at index {i}; parameters must be finite", data[i])));
+        }
         values.push((name, shape, data));
     }
     let network = Network::from_params(model.architecture.clone(), device, values)?;

@@ -246,7 +246,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, format!("cannot read config file: {e}")))?;
         Self::parse(&text).map_err(|e| match e {
             EngineError::Config { path: key, message } => EngineError::Config { path: format!("{}: {key}", path.display()), message },
-            other => other,
+            other => EngineError::Config { path: path.display().to_string(), message: other.to_string() },
         })
     }
 
@@ -280,18 +280,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl ModelConfig {
+    /// Translates the config's syntax (activation keys, default names and strides) into a
+    /// [`ModelSpec`] and passes it through the validation gate; a layer error carries the index
+    /// of the `[[model.layers]]` entry it came from.
     pub fn to_spec(&self) -> Result<ModelSpec> {
-        let [h, w, c] = self.input_shape;
-        if h == 0 || w == 0 || c == 0 {
-            return Err(bad("model.input_shape", format!("every dimension must be at least 1, got {:?}", self.input_shape)));
-        }
-        if self.num_classes < 2 {
-            return Err(bad("model.num_classes", format!("must be at least 2, got {}", self.num_classes)));
-        }
-        if self.layers.is_empty() {
-            return Err(bad("model.layers", "no layers given"));
-        }
         let mut layers = Vec::new();
+        let mut origin = Vec::new();
         let mut counts = std::collections::HashMap::new();
         let mut name_for = |given: &Option<String>, base: &str| -> String {
             let count = counts.entry(base.to_string()).or_insert(0);
@@ -299,50 +293,35 @@ impl ModelConfig {
             given.clone().unwrap_or_else(|| format!("{base}{count}"))
         };
         for (i, layer) in self.layers.iter().enumerate() {
-            let key = |field: &str| format!("model.layers[{i}].{field}");
-            let positive = |field: &str, v: usize| {
-                if v == 0 { Err(bad(key(field), "must be at least 1, got 0")) } else { Ok(()) }
-            };
             match layer {
                 LayerConfig::Conv2d { name, filters, kernel_size, strides, padding, activation } => {
-                    positive("filters", *filters)?;
-                    let (kernel, stride) = (kernel_size.pair(), strides.pair());
-                    kernel.iter().try_for_each(|&k| positive("kernel_size", k))?;
-                    stride.iter().try_for_each(|&s| positive("strides", s))?;
-                    let kind = LayerKind::Conv2d { filters: *filters, kernel, stride, padding: *padding };
+                    let kind =
+                        LayerKind::Conv2d { filters: *filters, kernel: kernel_size.pair(), stride: strides.pair(), padding: *padding };
                     layers.push(LayerSpec { name: name_for(name, "conv"), kind });
                     push_activation(&mut layers, activation, &mut name_for);
                 }
                 LayerConfig::Maxpool { name, pool_size, strides } => {
                     let size = pool_size.pair();
                     let stride = strides.map(Size2::pair).unwrap_or(size);
-                    size.iter().try_for_each(|&k| positive("pool_size", k))?;
-                    stride.iter().try_for_each(|&s| positive("strides", s))?;
                     layers.push(LayerSpec { name: name_for(name, "pool"), kind: LayerKind::MaxPool { size, stride } });
                 }
                 LayerConfig::Dense { name, units, activation } => {
-                    positive("units", *units)?;
                     layers.push(LayerSpec { name: name_for(name, "dense"), kind: LayerKind::Dense { units: *units } });
                     push_activation(&mut layers, activation, &mut name_for);
                 }
                 LayerConfig::Relu { name } => layers.push(LayerSpec { name: name_for(name, "relu"), kind: LayerKind::Relu }),
                 LayerConfig::Dropout { name, rate } => {
-                    if !(0.0..1.0).contains(rate) {
-                        return Err(bad(key("rate"), format!("must be in [0, 1), got {rate}")));
-                    }
-                    layers.push(LayerSpec { name: name_for(name, "dropout"), kind: LayerKind::Dropout { rate: *rate } });
+                    layers.push(LayerSpec { name: name_for(name, "dropout"), kind: LayerKind::Dropout { rate: *rate } })
                 }
                 LayerConfig::Flatten { name } => layers.push(LayerSpec { name: name_for(name, "flatten"), kind: LayerKind::Flatten }),
             }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for l in &layers {
-            if !seen.insert(l.name.as_str()) {
-                return Err(bad("model.layers", format!("two layers are named '{}'", l.name)));
-            }
+            origin.resize(layers.len(), i);
         }
         let spec = ModelSpec { input_shape: self.input_shape, num_classes: self.num_classes, layers };
-        spec.shapes()?;
+        spec.shapes().map_err(|e| match e {
+            EngineError::Shape { index, kind, name, message } => EngineError::Shape { index: origin[index], kind, name, message },
+            other => other,
+        })?;
         Ok(spec)
     }
 }

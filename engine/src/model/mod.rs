@@ -4,6 +4,7 @@
 pub mod config;
 pub mod network;
 pub mod spec;
+pub mod validate;
 pub mod workspace;
 
 pub use config::{Config, OptimizerConfig, ScheduleConfig, TrainConfig};

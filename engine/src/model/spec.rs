@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::validate::bounded_product;
 use crate::backend::{Conv2dGeometry, PoolGeometry};
 use crate::error::{EngineError, Result};
 
@@ -97,6 +98,13 @@ pub enum Shape {
     Flat(usize),
 }
 
+fn size_is_zero(shape: Shape) -> bool {
+    match shape {
+        Shape::Image { h, w, c } => h == 0 || w == 0 || c == 0,
+        Shape::Flat(n) => n == 0,
+    }
+}
+
 impl Shape {
     pub fn len(&self) -> usize {
         match *self {
@@ -123,8 +131,10 @@ impl ModelSpec {
         Shape::Image { h, w, c }
     }
 
-    /// The input shape followed by every layer's output shape; an error names the layer that does not fit.
+    /// The input shape followed by every layer's output shape, after [`ModelSpec::validate`];
+    /// an error names the layer that does not fit.
     pub fn shapes(&self) -> Result<Vec<Shape>> {
+        self.validate()?;
         let mut shapes = vec![self.input()];
         for (i, layer) in self.layers.iter().enumerate() {
             let out = layer.output_shape(*shapes.last().unwrap()).map_err(|message| layer.error(i, message))?;
@@ -150,30 +160,40 @@ impl ModelSpec {
     pub fn parameters(&self) -> Result<Vec<(String, Vec<usize>)>> {
         let shapes = self.shapes()?;
         let mut params = Vec::new();
-        for (layer, input) in self.layers.iter().zip(&shapes) {
-            match layer.kind {
+        for (i, (layer, input)) in self.layers.iter().zip(&shapes).enumerate() {
+            let weight = match layer.kind {
                 LayerKind::Conv2d { filters, kernel, .. } => {
                     let Shape::Image { c, .. } = *input else { unreachable!("checked by shapes()") };
-                    params.push((format!("{}.weight", layer.name), vec![kernel[0], kernel[1], c, filters]));
-                    params.push((format!("{}.bias", layer.name), vec![filters]));
+                    vec![kernel[0], kernel[1], c, filters]
                 }
-                LayerKind::Dense { units } => {
-                    params.push((format!("{}.weight", layer.name), vec![input.len(), units]));
-                    params.push((format!("{}.bias", layer.name), vec![units]));
-                }
-                _ => {}
-            }
+                LayerKind::Dense { units } => vec![input.len(), units],
+                _ => continue,
+            };
+            bounded_product("the weight tensor", &weight).map_err(|message| layer.error(i, message))?;
+            let units = weight[weight.len() - 1];
+            params.push((format!("{}.weight", layer.name), weight));
+            params.push((format!("{}.bias", layer.name), vec![units]));
         }
         Ok(params)
     }
 }
 
 impl LayerSpec {
-    fn error(&self, index: usize, message: String) -> EngineError {
+    pub(crate) fn error(&self, index: usize, message: String) -> EngineError {
         EngineError::Shape { index, kind: self.kind.type_name().into(), name: self.name.clone(), message }
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+        let shape = self.unchecked_output_shape(input)?;
+        let dims = match shape {
+            Shape::Image { h, w, c } => vec![h, w, c],
+            Shape::Flat(n) => vec![n],
+        };
+        bounded_product("the output", &dims)?;
+        Ok(shape)
+    }
+
+    fn unchecked_output_shape(&self, input: Shape) -> Result<Shape, String> {
         match self.kind {
             LayerKind::Conv2d { filters, .. } => {
                 let g = self.conv_geometry(input)?;
@@ -201,6 +221,9 @@ impl LayerSpec {
         let Shape::Image { h, w, c } = input else {
             return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
         };
+        if stride.contains(&0) || size_is_zero(input) {
+            return Err(format!("strides {stride:?} and input {} must have no zero dimension", input.describe()));
+        }
         let axis = |size: usize, k: usize, s: usize| -> Result<(usize, usize), String> {
             match padding {
                 Padding::Same => {
@@ -210,10 +233,11 @@ impl LayerSpec {
                 }
                 Padding::Valid | Padding::Explicit(_) => {
                     let pad = if let Padding::Explicit(p) = padding { p } else { 0 };
-                    if size + 2 * pad < k {
+                    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(size)).filter(|&p| p >= k);
+                    let Some(padded) = padded else {
                         return Err(format!("kernel {}x{} does not fit input {h}x{w}x{c} with padding {pad}", kernel[0], kernel[1]));
-                    }
-                    Ok(((size + 2 * pad - k) / s + 1, pad))
+                    };
+                    Ok(((padded - k) / s + 1, pad))
                 }
             }
         };
@@ -243,6 +267,9 @@ impl LayerSpec {
         let Shape::Image { h, w, c } = input else {
             return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
         };
+        if stride.contains(&0) {
+            return Err(format!("strides must be at least 1, got {stride:?}"));
+        }
         if h < size[0] || w < size[1] {
             return Err(format!("pool window {}x{} does not fit input {h}x{w}x{c}", size[0], size[1]));
         }

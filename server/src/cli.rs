@@ -40,6 +40,13 @@ pub struct Options {
     /// Seconds between scans of the base paths for new versions (0: scan once at start).
     #[arg(long = "file_system_poll_wait_seconds", default_value_t = 1)]
     pub file_system_poll_wait_seconds: i64,
+    /// Seconds between re-reads of --model_config_file (0: never): models added are loaded,
+    /// models removed unloaded; a file that does not parse is logged and the current config kept.
+    #[arg(long = "model_config_file_poll_wait_seconds", default_value_t = 0)]
+    pub model_config_file_poll_wait_seconds: i64,
+    /// Deadline of a REST request in milliseconds; past it the answer is 504.
+    #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30_000)]
+    pub rest_api_timeout_in_ms: u64,
     #[command(flatten)]
     pub batching: BatchingOptions,
     /// cpu, gpu, or auto (a hardware GPU when one is usable, else the CPU).

@@ -9,7 +9,6 @@ use engine::export::{INPUT_NAME, SIGNATURE_NAME};
 use prost::Message;
 use proto::tensorflow::serving::model_service_server::ModelService;
 use proto::tensorflow::serving::model_spec::VersionChoice;
-use proto::tensorflow::serving::model_version_status::State;
 use proto::tensorflow::serving::prediction_service_server::PredictionService;
 use proto::tensorflow::serving::*;
 use proto::tensorflow::{DataType, SignatureDef, TensorInfo, tensor_info};
@@ -112,6 +111,7 @@ impl PredictionService for Services {
             }
             PredictError::Engine(message) => Status::internal(message),
         })?;
+        tensors::check_outputs(INPUT_NAME, &prediction.probabilities, loaded.servable.num_classes()).map_err(Status::invalid_argument)?;
         let wants = |name: &str| request.output_filter.is_empty() || request.output_filter.iter().any(|f| f == name);
         let mut outputs = HashMap::new();
         if wants("classes") {
@@ -146,24 +146,20 @@ impl PredictionService for Services {
 impl ModelService for Services {
     async fn get_model_status(&self, request: Request<GetModelStatusRequest>) -> Result<Response<GetModelStatusResponse>, Status> {
         let spec = request.into_inner().model_spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;
-        let versions = self.manager.versions(&spec.name).filter(|v| !v.is_empty());
-        let versions = versions.ok_or_else(|| Status::not_found(format!("Could not find any versions of model {}", spec.name)))?;
-        let selected: Vec<i64> = match spec.version_choice {
-            None => versions,
-            Some(VersionChoice::Version(v)) if versions.contains(&v) => vec![v],
-            Some(VersionChoice::Version(v)) => {
-                return Err(Status::not_found(format!("Could not find version {v} of model {}", spec.name)));
-            }
+        let version = match spec.version_choice {
+            None => None,
+            Some(VersionChoice::Version(v)) => Some(v),
             Some(VersionChoice::VersionLabel(label)) => {
                 return Err(Status::not_found(format!("Unrecognized servable version label: {label}")));
             }
         };
-        let model_version_status = selected
+        let statuses = self.manager.status(&spec.name, version).map_err(Status::not_found)?;
+        let model_version_status = statuses
             .into_iter()
-            .map(|version| ModelVersionStatus {
-                version,
-                state: State::Available as i32,
-                status: Some(StatusProto { error_code: proto::tensorflow::error::Code::Ok as i32, error_message: String::new() }),
+            .map(|s| ModelVersionStatus {
+                version: s.version,
+                state: s.state as i32,
+                status: Some(StatusProto { error_code: s.code as i32, error_message: s.message }),
             })
             .collect();
         Ok(Response::new(GetModelStatusResponse { model_version_status }))

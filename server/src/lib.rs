@@ -2,9 +2,11 @@
 //!
 //! - [`cli`]: flags named as TensorFlow Serving's.
 //! - [`model_config`]: `--model_config_file` (text `ModelServerConfig`).
-//! - [`manager`]: version discovery, loading, hot swap, unloading.
+//! - [`manager`]: version discovery, loading, hot swap, unloading, config reload.
+//! - [`versions`]: each version's state as GetModelStatus reports it.
 //! - [`servable`]: one loaded version and its inference workspaces.
-//! - [`batcher`]: dynamic batching.
+//! - [`batcher`]: dynamic batching on one scheduler shared by every version.
+//! - [`fault`]: panic containment for loading, polling and batches.
 //! - [`tensors`]: TensorProto validation and outputs.
 //! - [`grpc`]: PredictionService and ModelService.
 //! - [`rest`]: TensorFlow Serving's REST API, translated to the gRPC services.
@@ -13,12 +15,14 @@
 
 pub mod batcher;
 pub mod cli;
+pub mod fault;
 pub mod grpc;
 pub mod manager;
 pub mod model_config;
 pub mod rest;
 pub mod servable;
 pub mod tensors;
+pub mod versions;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -58,7 +62,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sources = model_sources(&options)?;
-    let manager = Arc::new(ModelManager::new(sources, options.device, options.batching));
+    let device = tokio::task::spawn_blocking(move || engine::Device::open(options.device)).await??;
+    tracing::info!("device: {}", device.describe());
+    let manager = Arc::new(ModelManager::new(sources, options.model_config_file.clone(), device, options.batching));
     let poll_manager = manager.clone();
     tokio::task::spawn_blocking(move || poll_manager.poll()).await?;
     for name in manager.model_names() {
@@ -68,10 +74,11 @@ pub async fn serve(
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = match options.file_system_poll_wait_seconds {
-        s if s > 0 => Some(manager.spawn_poller(Duration::from_secs(s as u64), stop.clone())),
-        _ => None,
-    };
+    let every = |s: i64| (s > 0).then(|| Duration::from_secs(s as u64));
+    let versions_every = every(options.file_system_poll_wait_seconds);
+    let config_every = every(options.model_config_file_poll_wait_seconds).filter(|_| options.model_config_file.is_some());
+    let poller =
+        (versions_every.is_some() || config_every.is_some()).then(|| manager.spawn_poller(versions_every, config_every, stop.clone()));
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<PredictionServiceServer<grpc::Services>>().await;
@@ -96,7 +103,8 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let rest_task = rest.map(|rest| {
-        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }));
+        let timeout = Duration::from_millis(options.rest_api_timeout_in_ms);
+        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }), timeout);
         tokio::spawn(axum::serve(rest, app).with_graceful_shutdown(stopped(stop_rx.clone())).into_future())
     });
 

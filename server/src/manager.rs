@@ -1,28 +1,39 @@
-//! The models being served: version discovery under each base path, loading (verified and
-//! warmed) before a version is visible, swapping in new versions while old ones finish their
-//! requests, and unloading versions the policy no longer wants.
+//! The models being served: version discovery under each base path, loading (validated,
+//! verified and warmed) before a version is visible, swapping in new versions while old ones
+//! finish their requests, unloading versions the policy no longer wants, re-reading the model
+//! config file, and each version's status.
+//!
+//! Resources belong to the process, not to a version: one device and one batch scheduler are
+//! shared by every model and version, so loading a version creates neither. Every load and poll
+//! runs inside [`fault::contain`]: a version that fails or panics is reported as END with its
+//! error, and polling carries on.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use engine::DeviceKind;
+use engine::Device;
 use engine::predictor::Prediction;
+use proto::tensorflow::error::Code;
 
-use crate::batcher::Batcher;
+use crate::batcher::{BatchQueue, BatchScheduler};
 use crate::cli::BatchingOptions;
-use crate::model_config::{ModelSource, VersionPolicy};
+use crate::fault;
+use crate::model_config::{self, ModelSource, VersionPolicy};
 use crate::servable::Servable;
+use crate::versions::{self, Entry, State, VersionStatus};
 
 /// Images per engine call without batching (a workspace of ~6 MB for the reference CNN).
 const UNBATCHED_CHUNK: usize = 32;
+/// END records kept per model (oldest versions forgotten first).
+const ENDED_VERSIONS_KEPT: usize = 32;
 
-/// A version ready to serve, with its batcher when batching is on.
+/// A version ready to serve, with its queue on the shared batch scheduler when batching is on.
 pub struct Loaded {
     pub servable: Arc<Servable>,
-    batcher: Option<Batcher>,
+    queue: Option<BatchQueue>,
     /// Without batching, engine calls in flight are capped at one per core (each already uses
     /// every core), which also caps the inference workspaces the pool keeps.
     engine_slots: Arc<tokio::sync::Semaphore>,
@@ -36,20 +47,24 @@ pub enum PredictError {
 }
 
 impl Loaded {
-    /// Runs `n` examples, through the batcher when there is one.
+    /// Runs `n` examples, through the batch scheduler when batching is on.
     pub async fn predict(&self, images: Vec<f32>, n: usize) -> Result<Prediction, PredictError> {
-        match &self.batcher {
-            Some(batcher) => {
-                let reply = batcher.submit(images, n).map_err(|full| PredictError::QueueFull(full.queued_images))?;
-                reply.await.map_err(|_| PredictError::Engine("the batch thread stopped".into()))?.map_err(PredictError::Engine)
+        match &self.queue {
+            Some(queue) => {
+                let reply = queue.submit(images, n).map_err(|full| PredictError::QueueFull(full.queued_images))?;
+                reply.await.map_err(|_| PredictError::Engine("the batch was dropped".into()))?.map_err(PredictError::Engine)
             }
             None => {
-                let _slot = self.engine_slots.acquire().await.map_err(|e| PredictError::Engine(e.to_string()))?;
+                let slot = self.engine_slots.clone().acquire_owned().await.map_err(|e| PredictError::Engine(e.to_string()))?;
                 let servable = self.servable.clone();
-                tokio::task::spawn_blocking(move || servable.predict(&images).map_err(|e| e.to_string()))
-                    .await
-                    .map_err(|e| PredictError::Engine(e.to_string()))?
-                    .map_err(PredictError::Engine)
+                tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
+                    fault::contain(|| servable.predict(&images).map_err(|e| e.to_string()))
+                        .unwrap_or_else(|cause| Err(format!("the engine failed: {cause}")))
+                })
+                .await
+                .map_err(|e| PredictError::Engine(e.to_string()))?
+                .map_err(PredictError::Engine)
             }
         }
     }
@@ -57,17 +72,23 @@ impl Loaded {
 
 #[derive(Default)]
 struct ModelState {
-    versions: BTreeMap<i64, Arc<Loaded>>,
-    /// Last load error per version directory, so a broken version is logged once per error.
-    failures: BTreeMap<i64, String>,
+    versions: BTreeMap<i64, Entry>,
+    /// The last error listing the base path, logged once.
+    listing_error: Option<String>,
 }
 
 pub struct ModelManager {
-    sources: Vec<ModelSource>,
-    device: DeviceKind,
+    sources: RwLock<Vec<ModelSource>>,
+    config_file: Option<PathBuf>,
+    /// The last error reading the config file, logged once.
+    config_error: Mutex<Option<String>>,
+    device: Device,
     batching: BatchingOptions,
+    scheduler: Option<BatchScheduler>,
     models: RwLock<BTreeMap<String, ModelState>>,
     engine_slots: Arc<tokio::sync::Semaphore>,
+    /// One poll or config reload at a time.
+    polling: Mutex<()>,
 }
 
 /// What a lookup names, in TensorFlow Serving's words for its errors.
@@ -79,49 +100,120 @@ fn request_name(name: &str, version: Option<i64>) -> String {
 }
 
 impl ModelManager {
-    pub fn new(sources: Vec<ModelSource>, device: DeviceKind, batching: BatchingOptions) -> Self {
+    /// `config_file`: where `sources` came from, re-read by [`Self::reload_config`].
+    pub fn new(sources: Vec<ModelSource>, config_file: Option<PathBuf>, device: Device, batching: BatchingOptions) -> Self {
         let models = sources.iter().map(|s| (s.name.clone(), ModelState::default())).collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { sources, device, batching, models: RwLock::new(models), engine_slots: Arc::new(tokio::sync::Semaphore::new(cores)) }
+        Self {
+            sources: RwLock::new(sources),
+            config_file,
+            config_error: Mutex::new(None),
+            device,
+            scheduler: batching.enable_batching.then(|| BatchScheduler::new(&batching)),
+            batching,
+            models: RwLock::new(models),
+            engine_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            polling: Mutex::new(()),
+        }
+    }
+
+    /// The process's device, shared by every version.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The shared batch scheduler, when batching is on.
+    pub fn scheduler(&self) -> Option<&BatchScheduler> {
+        self.scheduler.as_ref()
+    }
+
+    fn read_models(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelState>> {
+        self.models.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_models(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ModelState>> {
+        self.models.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current_sources(&self) -> Vec<ModelSource> {
+        self.sources.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The served version `version` of `name`, or its newest. Errors are NOT_FOUND messages.
     pub fn resolve(&self, name: &str, version: Option<i64>) -> Result<Arc<Loaded>, String> {
-        let models = self.models.read().unwrap_or_else(|e| e.into_inner());
+        let models = self.read_models();
         let found = models.get(name).and_then(|m| match version {
-            Some(v) => m.versions.get(&v).cloned(),
-            None => m.versions.values().next_back().cloned(),
+            Some(v) => m.versions.get(&v).and_then(|e| e.serving.clone()),
+            None => m.versions.values().rev().find_map(|e| e.serving.clone()),
         });
         found.ok_or_else(|| format!("Servable not found for request: {}", request_name(name, version)))
     }
 
-    /// Served versions of `name` (ascending). None: no such model.
+    /// AVAILABLE versions of `name` (ascending). None: no such model.
     pub fn versions(&self, name: &str) -> Option<Vec<i64>> {
-        let models = self.models.read().unwrap_or_else(|e| e.into_inner());
-        models.get(name).map(|m| m.versions.keys().copied().collect())
+        let models = self.read_models();
+        models.get(name).map(|m| m.versions.iter().filter(|(_, e)| e.serving.is_some()).map(|(v, _)| *v).collect())
+    }
+
+    /// Every version known of `name` (`version`: only that one), newest first, as
+    /// GetModelStatus reports them. Errors are NOT_FOUND messages.
+    pub fn status(&self, name: &str, version: Option<i64>) -> Result<Vec<VersionStatus>, String> {
+        let models = self.read_models();
+        let state = models.get(name).filter(|m| !m.versions.is_empty());
+        let state = state.ok_or_else(|| format!("Could not find any versions of model {name}"))?;
+        match version {
+            None => Ok(state.versions.iter().rev().map(|(v, e)| e.status(*v)).collect()),
+            Some(v) => {
+                state.versions.get(&v).map(|e| vec![e.status(v)]).ok_or_else(|| format!("Could not find version {v} of model {name}"))
+            }
+        }
     }
 
     pub fn model_names(&self) -> Vec<String> {
-        self.sources.iter().map(|s| s.name.clone()).collect()
+        self.current_sources().into_iter().map(|s| s.name).collect()
     }
 
-    /// Scans every base path once: loads wanted versions, unloads unwanted ones.
+    /// Scans every base path once: loads wanted versions, unloads unwanted ones, ends versions
+    /// no request holds any more. Never panics.
     pub fn poll(&self) {
-        for source in &self.sources {
-            self.poll_model(source);
+        let _one_at_a_time = self.polling.lock().unwrap_or_else(|e| e.into_inner());
+        self.poll_sources(&self.current_sources());
+    }
+
+    fn poll_sources(&self, sources: &[ModelSource]) {
+        for source in sources {
+            if let Err(cause) = fault::contain(|| self.poll_model(source)) {
+                self.note_listing_error(&source.name, format!("polling failed: {cause}"));
+            }
+        }
+        let mut models = self.write_models();
+        for (name, model) in models.iter_mut() {
+            for (v, entry) in model.versions.iter_mut() {
+                if entry.reap() {
+                    tracing::info!("model {name} version {v}: unloaded");
+                }
+            }
+            let ended: Vec<i64> = model.versions.iter().filter(|(_, e)| e.state == State::End).map(|(v, _)| *v).collect();
+            for v in ended.iter().take(ended.len().saturating_sub(ENDED_VERSIONS_KEPT)) {
+                model.versions.remove(v);
+            }
         }
     }
 
     fn poll_model(&self, source: &ModelSource) {
         let on_disk = match version_dirs(&source.base_path) {
-            Ok(v) => v,
+            Ok(v) => {
+                if let Some(m) = self.write_models().get_mut(&source.name) {
+                    m.listing_error = None;
+                }
+                v
+            }
             Err(e) => {
-                self.note_failure(&source.name, -1, format!("cannot list versions in {}: {e}", source.base_path.display()));
+                // Keep serving what is loaded: the directory may be back on the next poll.
+                self.note_listing_error(&source.name, format!("cannot list versions in {}: {e}", source.base_path.display()));
                 return;
             }
         };
-        let loaded: Vec<i64> = self.versions(&source.name).unwrap_or_default();
-        let mut wanted: Vec<i64> = Vec::new();
         let candidates: Vec<i64> = match &source.policy {
             VersionPolicy::Latest(_) | VersionPolicy::All => on_disk.iter().rev().copied().collect(),
             VersionPolicy::Specific(list) => on_disk.iter().rev().copied().filter(|v| list.contains(v)).collect(),
@@ -130,76 +222,169 @@ impl ModelManager {
             VersionPolicy::Latest(n) => n,
             _ => usize::MAX,
         };
+        let mut wanted: Vec<i64> = Vec::new();
         for version in candidates {
             if wanted.len() >= limit {
                 break;
             }
-            if loaded.contains(&version) || self.load(source, version) {
+            if self.is_serving(&source.name, version) || self.load(source, version) {
                 wanted.push(version);
             }
         }
-        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
-        let state = models.entry(source.name.clone()).or_default();
-        let unwanted: Vec<i64> = state.versions.keys().copied().filter(|v| !wanted.contains(v)).collect();
-        // Requests in flight hold their version; it is freed when the last one finishes.
-        for v in unwanted {
-            state.versions.remove(&v);
-            tracing::info!("model {} version {v}: unloaded", source.name);
-        }
+        let released = {
+            let mut models = self.write_models();
+            let model = models.entry(source.name.clone()).or_default();
+            // A failed version whose directory is gone is forgotten; its failure is moot.
+            model.versions.retain(|v, e| on_disk.contains(v) || e.error.is_none());
+            let mut released = Vec::new();
+            for (v, entry) in model.versions.iter_mut() {
+                if entry.state == State::Available && !wanted.contains(v) {
+                    let loaded = entry.serving.take().expect("an AVAILABLE version is serving");
+                    entry.draining = Some(Arc::downgrade(&loaded));
+                    entry.state = State::Unloading;
+                    tracing::info!("model {} version {v}: unloading (requests in flight finish first)", source.name);
+                    released.push(loaded);
+                }
+            }
+            released
+        };
+        // Dropped outside the lock: the last reference frees the weights.
+        drop(released);
     }
 
-    /// Loads one version; false (and one log line per distinct error) when it is incomplete or broken.
+    fn is_serving(&self, name: &str, version: i64) -> bool {
+        self.read_models().get(name).and_then(|m| m.versions.get(&version)).is_some_and(|e| e.serving.is_some())
+    }
+
+    /// Loads one version; false when it is incomplete, broken or unchanged since it failed.
     fn load(&self, source: &ModelSource, version: i64) -> bool {
         let dir = source.base_path.join(version.to_string());
-        let start = std::time::Instant::now();
+        let files = versions::fingerprint(&dir);
+        {
+            let mut models = self.write_models();
+            let entry = models.entry(source.name.clone()).or_default().versions.entry(version).or_insert_with(Entry::loading);
+            if entry.failed_files.as_ref() == Some(&files) {
+                return false;
+            }
+            entry.state = State::Loading;
+            entry.error = None;
+        }
+        let start = Instant::now();
         // Larger requests are split into chunks of this many images.
         let capacity = if self.batching.enable_batching { self.batching.max_batch_size } else { UNBATCHED_CHUNK };
-        match Servable::load(&source.name, version, &dir, self.device, capacity) {
-            Ok(servable) => {
+        let outcome = fault::contain(|| Servable::load(&source.name, version, &dir, &self.device, capacity));
+        let failure = match outcome {
+            Ok(Ok(servable)) => {
                 let servable = Arc::new(servable);
-                let batcher = self.batching.enable_batching.then(|| {
+                let queue = self.scheduler.as_ref().map(|scheduler| {
                     let runner = servable.clone();
                     let run: crate::batcher::Runner = Arc::new(move |images: &[f32]| runner.predict(images).map_err(|e| e.to_string()));
-                    Batcher::new(&self.batching, servable.num_classes(), run)
+                    scheduler.queue(run, servable.num_classes())
                 });
-                let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
-                let state = models.entry(source.name.clone()).or_default();
-                state.failures.remove(&version);
-                state.versions.insert(version, Arc::new(Loaded { servable, batcher, engine_slots: self.engine_slots.clone() }));
+                let loaded = Arc::new(Loaded { servable, queue, engine_slots: self.engine_slots.clone() });
+                let mut models = self.write_models();
+                let entry = models.entry(source.name.clone()).or_default().versions.entry(version).or_insert_with(Entry::loading);
+                *entry = Entry { state: State::Available, serving: Some(loaded), ..Entry::loading() };
                 tracing::info!("model {} version {version}: loaded from {} in {:.0?}", source.name, dir.display(), start.elapsed());
-                true
+                return true;
+            }
+            Ok(Err(e)) => (versions::load_error_code(&e), e.to_string()),
+            Err(cause) => (Code::Internal, format!("loading {} failed: {cause}", dir.display())),
+        };
+        let mut models = self.write_models();
+        let entry = models.entry(source.name.clone()).or_default().versions.entry(version).or_insert_with(Entry::loading);
+        if entry.logged.as_ref() != Some(&failure.1) {
+            tracing::warn!(
+                "model {} version {version}: not loaded ({}): {}; retried when its files change",
+                source.name,
+                failure.0.as_str_name(),
+                failure.1
+            );
+            entry.logged = Some(failure.1.clone());
+        }
+        entry.state = State::End;
+        entry.error = Some(failure);
+        entry.failed_files = Some(files);
+        false
+    }
+
+    fn note_listing_error(&self, name: &str, message: String) {
+        let mut models = self.write_models();
+        let model = models.entry(name.to_string()).or_default();
+        if model.listing_error.as_ref() != Some(&message) {
+            tracing::warn!("model {name}: {message}");
+            model.listing_error = Some(message);
+        }
+    }
+
+    /// Re-reads the model config file: models added are loaded, models removed unloaded (their
+    /// requests in flight finish). A file that cannot be read or parsed is logged once and the
+    /// current config kept.
+    pub fn reload_config(&self) {
+        let Some(path) = &self.config_file else { return };
+        let sources = match model_config::load_model_config(path) {
+            Ok(sources) => {
+                *self.config_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                sources
             }
             Err(e) => {
-                self.note_failure(&source.name, version, format!("version {version} skipped, will retry: {e}"));
-                false
+                let mut last = self.config_error.lock().unwrap_or_else(|e| e.into_inner());
+                if last.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!("{e}; keeping the current model config");
+                    *last = Some(e.to_string());
+                }
+                return;
             }
+        };
+        let _one_at_a_time = self.polling.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current_sources();
+        if old == sources {
+            return;
         }
+        // A model whose base path changed is a different model: unload it and load it anew.
+        let kept = |s: &ModelSource| sources.iter().any(|n| n.name == s.name && n.base_path == s.base_path);
+        let removed: Vec<String> = old.iter().filter(|s| !kept(s)).map(|s| s.name.clone()).collect();
+        let dropped: Vec<ModelState> = {
+            let mut models = self.write_models();
+            removed.iter().filter_map(|name| models.remove(name)).collect()
+        };
+        drop(dropped);
+        let added: Vec<&str> = sources.iter().filter(|s| !old.iter().any(|o| o == *s)).map(|s| s.name.as_str()).collect();
+        tracing::info!("model config {} reloaded: removed {removed:?}, added or changed {added:?}", path.display());
+        *self.sources.write().unwrap_or_else(|e| e.into_inner()) = sources.clone();
+        self.poll_sources(&sources);
     }
 
-    fn note_failure(&self, name: &str, version: i64, message: String) {
-        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
-        let state = models.entry(name.to_string()).or_default();
-        if state.failures.get(&version) != Some(&message) {
-            tracing::warn!("model {name}: {message}");
-            state.failures.insert(version, message);
-        }
-    }
-
-    /// Polls every `interval` on a thread until `stop` is set.
-    pub fn spawn_poller(self: &Arc<Self>, interval: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    /// Polls versions every `versions` and re-reads the config file every `config`, on a
+    /// thread, until `stop` is set. Neither a failing poll nor a panic stops it.
+    pub fn spawn_poller(
+        self: &Arc<Self>,
+        versions: Option<Duration>,
+        config: Option<Duration>,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<()> {
         let manager = self.clone();
         std::thread::Builder::new()
             .name("version-poller".into())
             .spawn(move || {
+                let tick = Duration::from_millis(50);
+                let (mut next_poll, mut next_config) = (versions.map(|d| Instant::now() + d), config.map(|d| Instant::now() + d));
                 while !stop.load(Ordering::Relaxed) {
-                    let mut waited = Duration::ZERO;
-                    while waited < interval && !stop.load(Ordering::Relaxed) {
-                        let step = Duration::from_millis(50).min(interval - waited);
-                        std::thread::sleep(step);
-                        waited += step;
+                    std::thread::sleep(tick);
+                    let now = Instant::now();
+                    if let (Some(due), Some(every)) = (next_config, config)
+                        && now >= due
+                    {
+                        if let Err(cause) = fault::contain(|| manager.reload_config()) {
+                            tracing::error!("model config reload failed: {cause}");
+                        }
+                        next_config = Some(Instant::now() + every);
                     }
-                    if !stop.load(Ordering::Relaxed) {
+                    if let (Some(due), Some(every)) = (next_poll, versions)
+                        && now >= due
+                    {
                         manager.poll();
+                        next_poll = Some(Instant::now() + every);
                     }
                 }
             })

@@ -3,9 +3,13 @@
 //!   GET  /v1/models/NAME[/versions/V]            model status
 //!   GET  /v1/models/NAME[/versions/V]/metadata   signature metadata
 //!   POST /v1/models/NAME[/versions/V]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
-//! Errors are `{"error": "..."}` with TensorFlow Serving's HTTP codes.
+//! Errors are `{"error": "..."}` with TensorFlow Serving's HTTP codes. Bodies may use
+//! TensorFlow Serving's `NaN` / `Infinity` / `-Infinity` literals (refused as inputs, by index,
+//! like any non-finite value). A request past `--rest_api_timeout_in_ms` answers 504.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,6 +21,7 @@ use engine::export::INPUT_NAME;
 use prost::Message;
 use proto::tensorflow::serving::model_service_server::ModelService;
 use proto::tensorflow::serving::model_spec::VersionChoice;
+use proto::tensorflow::serving::model_version_status::State as VersionState;
 use proto::tensorflow::serving::prediction_service_server::PredictionService;
 use proto::tensorflow::serving::*;
 use proto::tensorflow::{DataType, TensorInfo, TensorProto, tensor_info};
@@ -25,8 +30,25 @@ use tonic::{Code, Request};
 
 use crate::grpc::Services;
 
-pub fn router(services: Arc<Services>) -> Router {
-    Router::new().route("/v1/models/{*path}", get(get_model).post(post_model)).with_state(services)
+#[derive(Clone)]
+pub struct Rest {
+    services: Arc<Services>,
+    timeout: Duration,
+}
+
+pub fn router(services: Arc<Services>, timeout: Duration) -> Router {
+    Router::new().route("/v1/models/{*path}", get(get_model).post(post_model)).with_state(Rest { services, timeout })
+}
+
+/// Runs `work` within the REST deadline; past it the answer is 504 and the work is dropped (a
+/// batched request not yet run is then never run).
+async fn with_deadline(timeout: Duration, work: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(response) => response,
+        Err(_) => {
+            error(StatusCode::GATEWAY_TIMEOUT, format!("Request timed out after {} ms (--rest_api_timeout_in_ms)", timeout.as_millis()))
+        }
+    }
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
@@ -40,6 +62,7 @@ fn from_status(s: tonic::Status) -> Response {
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(code, s.message())
@@ -79,7 +102,18 @@ fn tensor_info_json(t: &TensorInfo) -> Value {
     json!({"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": false}, "name": name})
 }
 
-async fn get_model(State(services): State<Arc<Services>>, Path(path): Path<String>) -> Response {
+async fn get_model(State(rest): State<Rest>, Path(path): Path<String>) -> Response {
+    with_deadline(rest.timeout, model_resource(rest.services, path)).await
+}
+
+fn version_status_json(s: &ModelVersionStatus) -> Value {
+    let state = VersionState::try_from(s.state).map_or("UNKNOWN", |s| s.as_str_name());
+    let (code, message) = s.status.as_ref().map_or((0, ""), |st| (st.error_code, st.error_message.as_str()));
+    let code = proto::tensorflow::error::Code::try_from(code).map_or("UNKNOWN", |c| c.as_str_name());
+    json!({"version": s.version.to_string(), "state": state, "status": {"error_code": code, "error_message": message}})
+}
+
+async fn model_resource(services: Arc<Services>, path: String) -> Response {
     let (name, version, rest) = match parse_target(&path) {
         Ok(t) => t,
         Err((code, message)) => return error(code, message),
@@ -89,12 +123,7 @@ async fn get_model(State(services): State<Arc<Services>>, Path(path): Path<Strin
             let request = Request::new(GetModelStatusRequest { model_spec: Some(spec(&name, version, "")) });
             match services.get_model_status(request).await {
                 Ok(r) => {
-                    let versions: Vec<Value> = r
-                        .into_inner()
-                        .model_version_status
-                        .iter()
-                        .map(|s| json!({"version": s.version.to_string(), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}))
-                        .collect();
+                    let versions: Vec<Value> = r.into_inner().model_version_status.iter().map(version_status_json).collect();
                     axum::Json(json!({ "model_version_status": versions })).into_response()
                 }
                 Err(s) => from_status(s),
@@ -150,11 +179,17 @@ fn flatten(v: &Value, dims: &mut Vec<i64>, depth: usize, out: &mut Vec<f32>) -> 
             }
             items.iter().try_for_each(|item| flatten(item, dims, depth + 1, out))
         }
+        Value::Number(_) | Value::String(_) if dims.len() != depth => Err("ragged nested list: a number where a list was expected".into()),
         Value::Number(n) => {
-            if dims.len() != depth {
-                return Err("ragged nested list: a number where a list was expected".into());
-            }
             out.push(n.as_f64().unwrap_or(f64::NAN) as f32);
+            Ok(())
+        }
+        Value::String(s) if s.starts_with(NON_FINITE_MARK) => {
+            out.push(match &s[NON_FINITE_MARK.len()..] {
+                "NaN" => f32::NAN,
+                literal if literal.starts_with('-') => f32::NEG_INFINITY,
+                _ => f32::INFINITY,
+            });
             Ok(())
         }
         other => Err(format!("expected numbers, found {other}")),
@@ -195,7 +230,61 @@ fn input_tensor(body: &Value) -> Result<(TensorProto, bool), String> {
     Ok((tensor, row))
 }
 
-async fn post_model(State(services): State<Arc<Services>>, Path(path): Path<String>, body: Bytes) -> Response {
+async fn post_model(State(rest): State<Rest>, Path(path): Path<String>, body: Bytes) -> Response {
+    with_deadline(rest.timeout, predict(rest.services, path, body)).await
+}
+
+/// Marks a `NaN` / `Infinity` / `-Infinity` literal rewritten as a JSON string; NUL cannot
+/// start a string a client means as data here (strings are not accepted as pixels).
+const NON_FINITE_MARK: &str = "\u{0}non-finite:";
+
+/// `body` with TensorFlow Serving's non-finite literals (outside strings) rewritten as marked
+/// strings that serde_json parses; borrowed when there are none.
+fn rewrite_non_finite_literals(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const LITERALS: [&[u8]; 5] = [b"-Infinity", b"Infinity", b"-Inf", b"Inf", b"NaN"];
+    let (mut out, mut copied, mut in_string, mut escaped) = (None::<Vec<u8>>, 0, false, false);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        let boundary = |end: usize| body.get(end).is_none_or(|c| !c.is_ascii_alphanumeric());
+        let previous_ok = i == 0 || !body[i - 1].is_ascii_alphanumeric();
+        if let Some(lit) = LITERALS.iter().find(|l| previous_ok && body[i..].starts_with(l) && boundary(i + l.len())) {
+            let out = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
+            out.extend_from_slice(&body[copied..i]);
+            out.extend_from_slice(b"\"\\u0000non-finite:");
+            out.extend_from_slice(lit);
+            out.push(b'"');
+            i += lit.len();
+            copied = i;
+            continue;
+        }
+        i += 1;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(body),
+        Some(mut out) => {
+            out.extend_from_slice(&body[copied..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
+}
+
+async fn predict(services: Arc<Services>, path: String, body: Bytes) -> Response {
     let Some(target) = path.strip_suffix(":predict") else {
         let verb = path.rsplit_once(':').map_or("", |(_, v)| v);
         return error(StatusCode::NOT_IMPLEMENTED, format!("'{verb}' is not supported: POST .../MODEL[/versions/V]:predict"));
@@ -207,7 +296,7 @@ async fn post_model(State(services): State<Arc<Services>>, Path(path): Path<Stri
     if !rest.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("unknown resource '{rest}'"));
     }
-    let body: Value = match serde_json::from_slice(&body) {
+    let body: Value = match serde_json::from_slice(&rewrite_non_finite_literals(&body)) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("JSON body: {e}")),
     };

@@ -1,13 +1,13 @@
-//! One loaded model version: the network on its device, its model file, and a pool of
-//! inference workspaces so concurrent calls never share buffers.
+//! One loaded model version: the network on the process's device, its model file, and a pool
+//! of inference workspaces so concurrent calls never share buffers.
 
 use std::path::Path;
 use std::sync::Mutex;
 
+use engine::Device;
 use engine::export::ModelFile;
 use engine::model::Network;
 use engine::predictor::{Inference, Prediction};
-use engine::{Device, DeviceKind};
 
 pub struct Servable {
     pub name: String,
@@ -19,10 +19,11 @@ pub struct Servable {
 }
 
 impl Servable {
-    /// Loads `<dir>` (weights verified against their sha256) onto a fresh `device`, then warms
-    /// it with one prediction so the first request pays no first-call costs.
-    pub fn load(name: &str, version: i64, dir: &Path, device: DeviceKind, workspace_capacity: usize) -> engine::Result<Self> {
-        let (model, network) = engine::export::load(dir, Device::open(device)?)?;
+    /// Loads `<dir>` (architecture validated, weights verified against their sha256) onto the
+    /// shared `device`, then warms it with one prediction so the first request pays no
+    /// first-call costs.
+    pub fn load(name: &str, version: i64, dir: &Path, device: &Device, workspace_capacity: usize) -> engine::Result<Self> {
+        let (model, network) = engine::export::load(dir, device.clone())?;
         let servable = Self {
             name: name.to_string(),
             version,

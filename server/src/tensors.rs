@@ -36,13 +36,40 @@ pub fn decode_images(key: &str, tensor: &TensorProto, example: [usize; 3]) -> Re
                 values * 4
             ));
         }
-        let floats = tensor.tensor_content.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let floats: Vec<f32> = tensor.tensor_content.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        check_finite(key, &floats, len)?;
         return Ok((floats, n as usize));
     }
     if tensor.float_val.len() != values {
         return Err(format!("input '{key}': float_val holds {} values, shape {dims:?} needs {values}", tensor.float_val.len()));
     }
+    check_finite(key, &tensor.float_val, len)?;
     Ok((tensor.float_val.clone(), n as usize))
+}
+
+/// NaN and infinities are refused, naming the first: a model cannot answer them meaningfully.
+fn check_finite(key: &str, values: &[f32], example_len: usize) -> Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "input '{key}': value {} at flat index {i} (example {}, element {}) is not a finite number",
+            values[i],
+            i / example_len.max(1),
+            i % example_len.max(1)
+        )),
+    }
+}
+
+/// A served output is never NaN: finite inputs so large that the model overflows on them
+/// (inputs are expected in [0, 1]) are refused, naming the first such example.
+pub fn check_outputs(key: &str, probabilities: &[f32], classes: usize) -> Result<(), String> {
+    match probabilities.iter().position(|p| !p.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "input '{key}': example {} overflows the model (its outputs are not finite numbers); inputs are expected in [0, 1]",
+            i / classes.max(1)
+        )),
+    }
 }
 
 pub fn shape(dims: &[i64]) -> TensorShapeProto {
@@ -88,6 +115,20 @@ mod tests {
         let t = TensorProto { tensor_content: content, ..tensor(&[1, 784], 0) };
         let (v, n) = decode_images("images", &t, [28, 28, 1]).unwrap();
         assert_eq!((v[392], n), (0.5, 1));
+    }
+
+    #[test]
+    fn rejects_non_finite_values_naming_the_first() {
+        let mut t = tensor(&[2, 784], 1568);
+        t.float_val[790] = f32::NAN;
+        t.float_val[900] = f32::INFINITY;
+        let err = decode_images("images", &t, [28, 28, 1]).unwrap_err();
+        assert!(err.contains("'images'") && err.contains("NaN at flat index 790 (example 1, element 6)"), "{err}");
+        let content: Vec<u8> = (0..784).flat_map(|i| if i == 3 { f32::NEG_INFINITY } else { 0.5 }.to_le_bytes()).collect();
+        let t = TensorProto { tensor_content: content, ..tensor(&[1, 784], 0) };
+        let err = decode_images("images", &t, [28, 28, 1]).unwrap_err();
+        assert!(err.contains("-inf at flat index 3"), "{err}");
+        assert!(check_outputs("images", &[0.5, 0.5, f32::NAN, 0.5], 2).unwrap_err().contains("example 1 overflows"));
     }
 
     #[test]

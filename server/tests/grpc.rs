@@ -219,9 +219,11 @@ async fn concurrent_requests_get_their_own_answers() {
     }
 }
 
+/// The AVAILABLE versions GetModelStatus reports, newest first.
 async fn served_version(server: &TestServer) -> Vec<i64> {
     let status = server.models().await.get_model_status(GetModelStatusRequest { model_spec: Some(spec("mnist", None, "")) }).await;
-    status.map(|s| s.into_inner().model_version_status.iter().map(|v| v.version).collect()).unwrap_or_default()
+    let available = |v: &&ModelVersionStatus| v.state == State::Available as i32;
+    status.map(|s| s.into_inner().model_version_status.iter().filter(available).map(|v| v.version).collect()).unwrap_or_default()
 }
 
 async fn wait_for(server: &TestServer, want: Vec<i64>) {
@@ -308,7 +310,7 @@ async fn a_model_config_file_serves_several_models_and_versions() {
     let mut models = server.models().await;
     let versions = |name: &str| GetModelStatusRequest { model_spec: Some(spec(name, None, "")) };
     let a = models.get_model_status(versions("a")).await.unwrap().into_inner();
-    assert_eq!(a.model_version_status.iter().map(|s| s.version).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(a.model_version_status.iter().map(|s| s.version).collect::<Vec<_>>(), vec![3, 1], "newest first");
     let b = models.get_model_status(versions("b")).await.unwrap().into_inner();
     assert_eq!(b.model_version_status.iter().map(|s| s.version).collect::<Vec<_>>(), vec![5]);
     let mut client = server.predictions().await;

@@ -27,6 +27,8 @@ pub(crate) struct GpuContext {
     pub(crate) buffers: BufferPool,
 }
 
+static DEVICES_OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A GPU (or software Vulkan) device. Cheap to clone: clones share the device.
 #[derive(Clone)]
 pub struct GpuDevice {
@@ -85,7 +87,13 @@ impl GpuDevice {
         let buffers = BufferPool::new(&device);
         let recorder = Mutex::new(Recorder::new(&device));
         let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers };
+        DEVICES_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Self { ctx: Arc::new(ctx) })
+    }
+
+    /// How many GPU devices this process has opened (each with its own pipelines and buffers).
+    pub fn opened_count() -> usize {
+        DEVICES_OPENED.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One line for logs and result files, e.g. `gpu (NVIDIA H100, Vulkan, discrete)`.

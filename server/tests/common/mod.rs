@@ -68,14 +68,19 @@ impl TestServer {
         server
     }
 
+    /// Waits until the server answers a health check (the listener accepts connections
+    /// before the server has loaded its models and started).
     async fn wait_until_serving(&self) {
-        for _ in 0..200 {
-            if Channel::from_shared(self.url()).unwrap().connect().await.is_ok() {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        for _ in 0..400 {
+            if let Ok(channel) = Channel::from_shared(self.url()).unwrap().connect().await
+                && HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.is_ok()
+            {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("the server did not start listening");
+        panic!("the server did not start serving");
     }
 
     pub fn url(&self) -> String {

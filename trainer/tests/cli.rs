@@ -259,3 +259,99 @@ fn ctrl_c_stops_cleanly_without_an_export() {
     assert!(!exported.exists() || exported.read_dir().unwrap().next().is_none(), "nothing in {}", exported.display());
     assert!(!dir.path().join("results").exists());
 }
+
+/// Writes an IDX image file of `n` `rows`x`cols` images and its label file (labels `i % 10`).
+fn write_idx(dir: &Path, images: &str, labels: &str, n: usize, rows: usize, cols: usize) {
+    let mut bytes = vec![0, 0, 8, 3];
+    for d in [n, rows, cols] {
+        bytes.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    bytes.extend((0..n * rows * cols).map(|i| (i * 31 % 256) as u8));
+    std::fs::write(dir.join(images), bytes).unwrap();
+    let mut bytes = vec![0, 0, 8, 1];
+    bytes.extend_from_slice(&(n as u32).to_be_bytes());
+    bytes.extend((0..n).map(|i| (i % 10) as u8));
+    std::fs::write(dir.join(labels), bytes).unwrap();
+}
+
+#[test]
+fn data_of_another_image_size_is_refused_naming_both_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_idx(&data, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 100, 28, 28);
+    write_idx(&data, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 50, 20, 20);
+    let config = repo().join("trainer/HyperParams.config");
+    let out = trainer(&[
+        "--config_file",
+        config.to_str().unwrap(),
+        "--data_dir",
+        data.to_str().unwrap(),
+        "--model_dir",
+        dir.path().join("models").to_str().unwrap(),
+        "--result_dir",
+        dir.path().join("results").to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let t = text(&out);
+    assert!(!out.status.success() && !t.contains("panicked"), "{t}");
+    assert!(t.contains("t10k-images-idx3-ubyte") && t.contains("20x20x1") && t.contains("28x28x1"), "{t}");
+    assert!(!dir.path().join("models/output").exists(), "nothing trained");
+
+    let trained = quick_train(dir.path(), &[]);
+    assert!(trained.status.success(), "{}", text(&trained));
+    let export = std::fs::read_dir(dir.path().join("models/output")).unwrap().next().unwrap().unwrap().path();
+    let out = trainer(&["evaluate", "--model", export.to_str().unwrap(), "--data_dir", data.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success() && !t.contains("panicked"), "{t}");
+    assert!(t.contains("20x20x1") && t.contains("28x28x1") && t.contains(export.to_str().unwrap()), "{t}");
+}
+
+/// SIGKILL at the worst moment, in the middle of writing the export: no visible partial export
+/// and no partial results file; the next run clears the hidden leftovers.
+#[test]
+fn kill_9_during_export_leaves_nothing_partial() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // A wide dense layer: ~60 MB of weights, so the export takes a while to write and sync.
+    let config = dir.path().join("wide.config");
+    std::fs::write(
+        &config,
+        "[model]\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 20000\nactivation = \"relu\"\n\
+         [[model.layers]]\ntype = \"dense\"\nunits = 10\n[train]\nepochs = 1\nbatch_size = 50\n",
+    )
+    .unwrap();
+    let repo = repo();
+    let (output, results) = (dir.path().join("models/output"), dir.path().join("results"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["--config_file", config.to_str().unwrap(), "--data_dir", repo.join("data/mnist").to_str().unwrap()])
+        .args(["--model_dir", dir.path().join("models").to_str().unwrap(), "--result_dir", results.to_str().unwrap()])
+        .args(["--train_limit", "50", "--test_limit", "50", "--device", "cpu"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let partial =
+        |d: &Path| d.read_dir().is_ok_and(|mut entries| entries.any(|e| e.unwrap().file_name().to_string_lossy().contains(".partial-")));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !partial(&output) {
+        assert!(child.try_wait().unwrap().is_none(), "the trainer finished before its export could be interrupted");
+        assert!(Instant::now() < deadline, "no export started");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let visible = |d: &Path| -> Vec<PathBuf> {
+        d.read_dir()
+            .map(|r| r.map(|e| e.unwrap().path()).filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(visible(&output), Vec::<PathBuf>::new(), "no visible export");
+    assert_eq!(visible(&results), Vec::<PathBuf>::new(), "no results file");
+
+    // The next run (a small model) clears the leftovers of the killed one.
+    let out = quick_train(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!partial(&output), "the killed run's partial export was removed");
+    assert_eq!(visible(&output).len(), 1);
+}

@@ -10,6 +10,7 @@
 //! - [`data`]: the IDX reader and MNIST sets.
 //! - [`export`]: the model files (`model.json` + `weights.safetensors`).
 //! - [`metrics`]: confusion matrix, precision / recall / F1.
+//! - [`fuzzing`]: the fuzz targets' bodies (IDX, config, model files).
 
 pub mod backend;
 pub mod cpu;
@@ -17,6 +18,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod fuzzing;
 pub mod gpu;
 pub mod metrics;
 pub mod model;

@@ -157,5 +157,5 @@ fn config_errors_name_the_file() {
     let path = tmp.path().join("zero-stride.config");
     std::fs::write(&path, SMALL_CNN.replace("type = \"maxpool\"", "type = \"maxpool\"\nstrides = 0")).unwrap();
     let e = Config::load(&path).unwrap_err().to_string();
-    assert!(e.contains("zero-stride.config") && e.contains("maxpool 'pool1'") && e.contains("strides must be at least 1"), "{e}");
+    assert!(e.contains("zero-stride.config: model.layers[1]: maxpool 'pool1': strides must be at least 1"), "{e}");
 }

@@ -74,6 +74,29 @@ fn signature_def(loaded: &Loaded) -> SignatureDef {
     }
 }
 
+/// A Predict request's inputs and output filter, checked against a model taking examples of
+/// `example` (`[h, w, c]`): its images as floats and their count, or an INVALID_ARGUMENT message.
+pub fn validate_inputs(request: &PredictRequest, example: [usize; 3]) -> Result<(Vec<f32>, usize), String> {
+    if let Some(key) = request.inputs.keys().find(|k| k.as_str() != INPUT_NAME) {
+        return Err(format!("input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{INPUT_NAME}}}."));
+    }
+    let tensor = request
+        .inputs
+        .get(INPUT_NAME)
+        .ok_or_else(|| format!("Missing input tensor alias: {INPUT_NAME}. Expected inputs: {{{INPUT_NAME}}}."))?;
+    for (i, key) in request.output_filter.iter().enumerate() {
+        if !OUTPUTS.contains(&key.as_str()) {
+            return Err(format!(
+                "output tensor alias not found in signature: {key}. Outputs expected to be in the set {{classes,probabilities}}."
+            ));
+        }
+        if request.output_filter[..i].contains(key) {
+            return Err(format!("duplicate output tensor alias: {key}"));
+        }
+    }
+    tensors::decode_images(INPUT_NAME, tensor, example)
+}
+
 #[tonic::async_trait]
 impl PredictionService for Services {
     async fn classify(&self, _: Request<ClassificationRequest>) -> Result<Response<ClassificationResponse>, Status> {
@@ -91,20 +114,7 @@ impl PredictionService for Services {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let request = request.into_inner();
         let (loaded, signature) = lookup(&self.manager, request.model_spec.as_ref())?;
-        if let Some(key) = request.inputs.keys().find(|k| k.as_str() != INPUT_NAME) {
-            return Err(Status::invalid_argument(format!(
-                "input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{INPUT_NAME}}}."
-            )));
-        }
-        let tensor = request.inputs.get(INPUT_NAME).ok_or_else(|| {
-            Status::invalid_argument(format!("Missing input tensor alias: {INPUT_NAME}. Expected inputs: {{{INPUT_NAME}}}."))
-        })?;
-        if let Some(key) = request.output_filter.iter().find(|k| !OUTPUTS.contains(&k.as_str())) {
-            return Err(Status::invalid_argument(format!(
-                "output tensor alias not found in signature: {key}. Outputs expected to be in the set {{classes,probabilities}}."
-            )));
-        }
-        let (images, n) = tensors::decode_images(INPUT_NAME, tensor, loaded.servable.input_shape()).map_err(Status::invalid_argument)?;
+        let (images, n) = validate_inputs(&request, loaded.servable.input_shape()).map_err(Status::invalid_argument)?;
         let prediction = loaded.predict(images, n).await.map_err(|e| match e {
             PredictError::QueueFull(queued) => {
                 Status::unavailable(format!("the batch queue is full ({queued} images waiting); retry later"))

@@ -7,6 +7,7 @@
 //! - [`servable`]: one loaded version and its inference workspaces.
 //! - [`batcher`]: dynamic batching on one scheduler shared by every version.
 //! - [`fault`]: panic containment for loading, polling and batches.
+//! - [`fuzzing`]: the fuzz targets' bodies (Predict requests, REST bodies, model config files).
 //! - [`tensors`]: TensorProto validation and outputs.
 //! - [`grpc`]: PredictionService and ModelService.
 //! - [`rest`]: TensorFlow Serving's REST API, translated to the gRPC services.
@@ -16,6 +17,7 @@
 pub mod batcher;
 pub mod cli;
 pub mod fault;
+pub mod fuzzing;
 pub mod grpc;
 pub mod manager;
 pub mod model_config;

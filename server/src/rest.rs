@@ -284,6 +284,24 @@ fn rewrite_non_finite_literals(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// A predict body, parsed.
+pub struct PredictBody {
+    /// The `images` tensor.
+    pub tensor: TensorProto,
+    /// Row format (`instances`) rather than columnar (`inputs`).
+    pub row: bool,
+    pub signature: String,
+}
+
+/// Parses a predict body (JSON with TensorFlow Serving's non-finite literals); errors are 400
+/// messages.
+pub fn parse_predict_body(body: &[u8]) -> Result<PredictBody, String> {
+    let body: Value = serde_json::from_slice(&rewrite_non_finite_literals(body)).map_err(|e| format!("JSON body: {e}"))?;
+    let (tensor, row) = input_tensor(&body)?;
+    let signature = body.get("signature_name").and_then(Value::as_str).unwrap_or_default().to_string();
+    Ok(PredictBody { tensor, row, signature })
+}
+
 async fn predict(services: Arc<Services>, path: String, body: Bytes) -> Response {
     let Some(target) = path.strip_suffix(":predict") else {
         let verb = path.rsplit_once(':').map_or("", |(_, v)| v);
@@ -296,15 +314,11 @@ async fn predict(services: Arc<Services>, path: String, body: Bytes) -> Response
     if !rest.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("unknown resource '{rest}'"));
     }
-    let body: Value = match serde_json::from_slice(&rewrite_non_finite_literals(&body)) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("JSON body: {e}")),
-    };
-    let (tensor, row) = match input_tensor(&body) {
-        Ok(t) => t,
+    let PredictBody { tensor, row, signature } = match parse_predict_body(&body) {
+        Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let signature = body.get("signature_name").and_then(Value::as_str).unwrap_or_default();
+    let signature = signature.as_str();
     let request = PredictRequest {
         model_spec: Some(spec(&name, version, signature)),
         inputs: [(INPUT_NAME.to_string(), tensor)].into(),

@@ -130,7 +130,7 @@ fn bad_config_names_file_and_key() {
     let out = quick_train(dir.path(), &["--config_file", config.to_str().unwrap()]);
     assert!(!out.status.success());
     let t = text(&out);
-    assert!(t.contains("bad.config") && t.contains("model.layers[6].rate") && !t.contains("panicked"), "{t}");
+    assert!(t.contains("bad.config: model.layers[6]") && t.contains("rate must be in [0, 1)") && !t.contains("panicked"), "{t}");
     assert!(!dir.path().join("models").exists(), "nothing exported");
 }
 

@@ -172,9 +172,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Reads and validates `<dir>/model.json` alone (no weights).
 pub fn read_model_file(dir: &Path) -> Result<ModelFile> {
     let path = dir.join(MODEL_FILE);
-    let bad = |message: String| EngineError::Model { path: path.clone(), message };
     let text = fs::read(&path).map_err(|e| EngineError::ModelMissing { path: path.clone(), message: format!("cannot read: {e}") })?;
-    let model: ModelFile = serde_json::from_slice(&text).map_err(|e| bad(format!("invalid model file: {e}")))?;
+    parse_model_file(&path, &text)
+}
+
+/// Parses and validates model.json's bytes (read from `path`, which errors name): the format,
+/// the architecture through the validation gate, the weights file name.
+pub fn parse_model_file(path: &Path, text: &[u8]) -> Result<ModelFile> {
+    let bad = |message: String| EngineError::Model { path: path.to_path_buf(), message };
+    let model: ModelFile = serde_json::from_slice(text).map_err(|e| bad(format!("invalid model file: {e}")))?;
     if model.format != FORMAT || model.format_version != FORMAT_VERSION {
         return Err(bad(format!(
             "format '{}' version {} is not supported (expected '{FORMAT}' version {FORMAT_VERSION})",
@@ -199,30 +205,50 @@ fn max_weights_bytes(params: &[(String, Vec<usize>)]) -> u64 {
 pub fn load(dir: &Path, device: Device) -> Result<(ModelFile, Network)> {
     let model = read_model_file(dir)?;
     let path = dir.join(&model.weights.file);
-    let bad = |message: String| EngineError::Model { path: path.clone(), message };
     let missing = |message: String| EngineError::ModelMissing { path: path.clone(), message };
-    let corrupt = |message: String| EngineError::ModelCorrupt { path: path.clone(), message };
-    let params = model.architecture.parameters().map_err(|e| bad(e.to_string()))?;
     let on_disk = fs::metadata(&path).map_err(|e| missing(format!("cannot read: {e}")))?.len();
-    if on_disk != model.weights.size_bytes {
-        return Err(corrupt(format!("{on_disk} bytes, model.json says {} (incomplete copy?)", model.weights.size_bytes)));
-    }
-    if on_disk > max_weights_bytes(&params) {
-        return Err(bad(format!("{on_disk} bytes is more than the architecture's parameters can take")));
-    }
+    check_weights_size(&model, &path, on_disk)?;
     let bytes = fs::read(&path).map_err(|e| missing(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 != model.weights.size_bytes {
-        return Err(corrupt(format!("{} bytes, model.json says {} (changed while read?)", bytes.len(), model.weights.size_bytes)));
+    let network = load_weights(&model, &path, &bytes, device)?;
+    Ok((model, network))
+}
+
+/// The weights file's size against model.json and against what the architecture can hold,
+/// before it is read.
+fn check_weights_size(model: &ModelFile, path: &Path, size: u64) -> Result<()> {
+    if size != model.weights.size_bytes {
+        return Err(EngineError::ModelCorrupt {
+            path: path.to_path_buf(),
+            message: format!("{size} bytes, model.json says {} (incomplete copy?)", model.weights.size_bytes),
+        });
     }
-    let digest = sha256_hex(&bytes);
+    let params = model.architecture.parameters().map_err(|e| EngineError::Model { path: path.to_path_buf(), message: e.to_string() })?;
+    if size > max_weights_bytes(&params) {
+        return Err(EngineError::Model {
+            path: path.to_path_buf(),
+            message: format!("{size} bytes is more than the architecture's parameters can take"),
+        });
+    }
+    Ok(())
+}
+
+/// Builds the network of a validated `model` from its weights file's bytes (read from `path`,
+/// which errors name): size and sha256 against model.json, every parameter tensor's name,
+/// dtype, shape and finiteness against the architecture.
+pub fn load_weights(model: &ModelFile, path: &Path, bytes: &[u8], device: Device) -> Result<Network> {
+    let bad = |message: String| EngineError::Model { path: path.to_path_buf(), message };
+    let corrupt = |message: String| EngineError::ModelCorrupt { path: path.to_path_buf(), message };
+    check_weights_size(model, path, bytes.len() as u64)?;
+    let digest = sha256_hex(bytes);
     if digest != model.weights.sha256 {
         return Err(corrupt(format!("sha256 {digest} does not match model.json's {} (corrupt file?)", model.weights.sha256)));
     }
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("invalid safetensors: {e}")))?;
-    let mut values = Vec::new();
+    let params = model.architecture.parameters().map_err(|e| bad(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("invalid safetensors: {e}")))?;
     if tensors.len() != params.len() {
         return Err(bad(format!("{} tensors, the architecture has {} parameter tensors", tensors.len(), params.len())));
     }
+    let mut values = Vec::new();
     for (name, shape) in params {
         let view = tensors.tensor(&name).map_err(|e| bad(format!("tensor '{name}': {e}")))?;
         if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
@@ -234,6 +260,5 @@ pub fn load(dir: &Path, device: Device) -> Result<(ModelFile, Network)> {
         }
         values.push((name, shape, data));
     }
-    let network = Network::from_params(model.architecture.clone(), device, values)?;
-    Ok((model, network))
+    Network::from_params(model.architecture.clone(), device, values)
 }

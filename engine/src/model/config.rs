@@ -246,6 +246,10 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, format!("cannot read config file: {e}")))?;
         Self::parse(&text).map_err(|e| match e {
             EngineError::Config { path: key, message } => EngineError::Config { path: format!("{}: {key}", path.display()), message },
+            EngineError::Shape { index, kind, name, message } => EngineError::Config {
+                path: format!("{}: model.layers[{index}]", path.display()),
+                message: format!("{kind} '{name}': {message}"),
+            },
             other => EngineError::Config { path: path.display().to_string(), message: other.to_string() },
         })
     }

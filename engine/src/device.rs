@@ -101,6 +101,15 @@ impl Device {
         }
     }
 
+    /// Exclusive use of the device for one run (upload to readback) by one of several threads
+    /// sharing it: a GPU's scratch buffers are per device. On the CPU, nothing to hold.
+    pub fn lock_run(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self {
+            Device::Cpu(_) => None,
+            Device::Gpu(g) => Some(g.lock_run()),
+        }
+    }
+
     /// Waits until every recorded operation has finished (a no-op on the CPU).
     pub fn synchronize(&self) {
         if let Device::Gpu(g) = self {

@@ -51,6 +51,7 @@ impl Inference {
             classes: Vec::with_capacity(images.len() / len),
             probabilities: Vec::with_capacity(images.len() / len * network.num_classes()),
         };
+        let _exclusive = network.device().lock_run();
         for chunk in images.chunks(self.ws.capacity() * len) {
             network.upload_f32(&mut self.ws, chunk)?;
             self.run_uploaded(network, chunk.len() / len, &mut out);
@@ -68,6 +69,7 @@ impl Inference {
     /// Like [`Self::predict_u8`], appending to `out` (no allocation when it has room).
     pub fn predict_u8_into(&mut self, network: &Network, pixels: &[u8], out: &mut Prediction) {
         let len = network.input_len();
+        let _exclusive = network.device().lock_run();
         for chunk in pixels.chunks(self.ws.capacity() * len) {
             network.upload_u8(&mut self.ws, chunk);
             self.run_uploaded(network, chunk.len() / len, out);

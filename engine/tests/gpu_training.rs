@@ -119,3 +119,38 @@ fn gpu_training_on_real_mnist_matches_cpu_accuracy() {
     assert!(cpu > 0.85, "the CPU run learns: {cpu}");
     assert!((gpu - cpu).abs() <= 0.005, "GPU accuracy {gpu} vs CPU {cpu}");
 }
+
+/// Two networks sharing one GPU device, predicting from two threads at once (as the server's
+/// versions do), give exactly what each gives alone: the device's scratch buffers (split-K
+/// partials, staged inputs) are never shared by two runs in flight.
+#[test]
+fn concurrent_inference_on_a_shared_device_matches_sequential() {
+    const WIDE_DENSE: &str = "[model]\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 48\n\
+                              activation = \"relu\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\n";
+    let device = gpu_device();
+    let spec = Config::parse(WIDE_DENSE).unwrap().model_spec().unwrap();
+    let nets: Vec<Network> = (0..2).map(|seed| Network::new(spec.clone(), device.clone(), 100 + seed).unwrap()).collect();
+    let inputs: Vec<Vec<f32>> = (0..12).map(|i| common::random(784 * (1 + i % 4), i as u64).iter().map(|v| v.abs()).collect()).collect();
+    let alone: Vec<Vec<Vec<f32>>> =
+        nets.iter().map(|net| inputs.iter().map(|x| Inference::new(net, 4).predict(net, x).unwrap().probabilities).collect()).collect();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = nets
+            .iter()
+            .zip(&alone)
+            .map(|(net, want)| {
+                let inputs = &inputs;
+                scope.spawn(move || {
+                    let mut inference = Inference::new(net, 4);
+                    for round in 0..40 {
+                        for (x, want) in inputs.iter().zip(want) {
+                            assert_eq!(&inference.predict(net, x).unwrap().probabilities, want, "round {round}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().unwrap();
+        }
+    });
+}

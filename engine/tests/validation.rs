@@ -76,6 +76,16 @@ fn every_bad_architecture_is_refused_by_name() {
         (layer("dense", "name", json!("conv1")), "also named 'conv1'"),
         (layer("dense", "name", json!("")), "layer name"),
         (Box::new(|m| m["weights"]["file"] = json!("../../etc/passwd")), "must be a file name"),
+        // Each tensor within bounds, but 28x28x262144 activations per example: refused, not allocated.
+        (
+            Box::new(|m| {
+                let i = layer_index(m, "conv2d");
+                m["architecture"]["layers"][i]["filters"] = json!(262_144);
+                m["architecture"]["layers"][i]["stride"] = json!([1, 1]);
+                m["architecture"]["layers"][i]["padding"] = json!("same");
+            }),
+            "activations of one example",
+        ),
     ];
     for (edit, want) in cases {
         let e = load_edited(edit).to_string();
@@ -158,4 +168,30 @@ fn config_errors_name_the_file() {
     std::fs::write(&path, SMALL_CNN.replace("type = \"maxpool\"", "type = \"maxpool\"\nstrides = 0")).unwrap();
     let e = Config::load(&path).unwrap_err().to_string();
     assert!(e.contains("zero-stride.config: model.layers[1]: maxpool 'pool1': strides must be at least 1"), "{e}");
+}
+
+/// A weights file that is not a regular file (a FIFO would block the reader forever, a device
+/// never ends) is refused before it is opened.
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_without_reading_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = exported(tmp.path());
+    let weights = dir.join(WEIGHTS_FILE);
+    std::fs::remove_file(&weights).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &weights).unwrap();
+    let mut model = model_json(&dir);
+    model["weights"]["size_bytes"] = json!(0);
+    std::fs::write(dir.join(MODEL_FILE), serde_json::to_vec(&model).unwrap()).unwrap();
+    let e = export::load(&dir, Device::cpu()).err().expect("refused").to_string();
+    assert!(e.contains(WEIGHTS_FILE) && e.contains("not a regular file"), "{e}");
+    std::fs::remove_file(&weights).unwrap();
+    let fifo = std::process::Command::new("mkfifo").arg(&weights).status().unwrap();
+    assert!(fifo.success());
+    let e = export::load(&dir, Device::cpu()).err().expect("refused").to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    std::fs::remove_file(dir.join(MODEL_FILE)).unwrap();
+    std::process::Command::new("mkfifo").arg(dir.join(MODEL_FILE)).status().unwrap();
+    let e = export::load(&dir, Device::cpu()).err().expect("refused").to_string();
+    assert!(e.contains(MODEL_FILE) && e.contains("not a regular file"), "{e}");
 }

@@ -186,16 +186,30 @@ impl ModelManager {
                 self.note_listing_error(&source.name, format!("polling failed: {cause}"));
             }
         }
+        self.reap();
+        let mut models = self.write_models();
+        for model in models.values_mut() {
+            // Failed versions stay while their directory does (their record stops retries).
+            let ended: Vec<i64> =
+                model.versions.iter().filter(|(_, e)| e.state == State::End && e.error.is_none()).map(|(v, _)| *v).collect();
+            for v in ended.iter().take(ended.len().saturating_sub(ENDED_VERSIONS_KEPT)) {
+                model.versions.remove(v);
+            }
+        }
+    }
+
+    /// Ends UNLOADING versions that no request holds any more.
+    pub fn reap(&self) {
+        let draining = |m: &ModelState| m.versions.values().any(|e| e.state == State::Unloading);
+        if !self.read_models().values().any(draining) {
+            return;
+        }
         let mut models = self.write_models();
         for (name, model) in models.iter_mut() {
             for (v, entry) in model.versions.iter_mut() {
                 if entry.reap() {
                     tracing::info!("model {name} version {v}: unloaded");
                 }
-            }
-            let ended: Vec<i64> = model.versions.iter().filter(|(_, e)| e.state == State::End).map(|(v, _)| *v).collect();
-            for v in ended.iter().take(ended.len().saturating_sub(ENDED_VERSIONS_KEPT)) {
-                model.versions.remove(v);
             }
         }
     }
@@ -263,7 +277,7 @@ impl ModelManager {
         {
             let mut models = self.write_models();
             let entry = models.entry(source.name.clone()).or_default().versions.entry(version).or_insert_with(Entry::loading);
-            if entry.failed_files.as_ref() == Some(&files) {
+            if entry.failed_files.as_ref() == Some(&files) || entry.retry_at.is_some_and(|at| Instant::now() < at) {
                 return false;
             }
             entry.state = State::Loading;
@@ -294,17 +308,19 @@ impl ModelManager {
         let mut models = self.write_models();
         let entry = models.entry(source.name.clone()).or_default().versions.entry(version).or_insert_with(Entry::loading);
         if entry.logged.as_ref() != Some(&failure.1) {
-            tracing::warn!(
-                "model {} version {version}: not loaded ({}): {}; retried when its files change",
-                source.name,
-                failure.0.as_str_name(),
-                failure.1
-            );
+            let retry = if versions::is_transient(failure.0) { "retried after a pause" } else { "retried when its files change" };
+            tracing::warn!("model {} version {version}: not loaded ({}): {}; {retry}", source.name, failure.0.as_str_name(), failure.1);
             entry.logged = Some(failure.1.clone());
         }
         entry.state = State::End;
+        if versions::is_transient(failure.0) {
+            entry.retry_at = Some(Instant::now() + versions::retry_delay(entry.attempts));
+            entry.attempts += 1;
+            entry.failed_files = None;
+        } else {
+            entry.failed_files = Some(files);
+        }
         entry.error = Some(failure);
-        entry.failed_files = Some(files);
         false
     }
 
@@ -386,18 +402,23 @@ impl ModelManager {
                         manager.poll();
                         next_poll = Some(Instant::now() + every);
                     }
+                    if let Err(cause) = fault::contain(|| manager.reap()) {
+                        tracing::error!("ending unloaded versions failed: {cause}");
+                    }
                 }
             })
             .expect("spawn the version poller")
     }
 }
 
-/// Numeric subdirectories of `base` (ascending); hidden and non-numeric names are ignored.
+/// Numeric subdirectories of `base` (ascending); hidden, non-numeric and non-canonical names
+/// (`007`, `+7`) are ignored.
 fn version_dirs(base: &Path) -> std::io::Result<Vec<i64>> {
+    let canonical = |name: &str| name.parse::<i64>().ok().filter(|v| *v >= 0 && v.to_string() == name);
     let mut versions: Vec<i64> = std::fs::read_dir(base)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()).filter(|v| *v >= 0))
+        .filter_map(|e| e.file_name().to_str().and_then(canonical))
         .collect();
     versions.sort_unstable();
     Ok(versions)

@@ -37,7 +37,11 @@ pub struct Rest {
 }
 
 pub fn router(services: Arc<Services>, timeout: Duration) -> Router {
-    Router::new().route("/v1/models/{*path}", get(get_model).post(post_model)).with_state(Rest { services, timeout })
+    // TensorFlow Serving takes bodies of any size (axum's default refuses beyond 2 MiB).
+    Router::new()
+        .route("/v1/models/{*path}", get(get_model).post(post_model))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(Rest { services, timeout })
 }
 
 /// Runs `work` within the REST deadline; past it the answer is 504 and the work is dropped (a
@@ -169,10 +173,14 @@ async fn model_resource(services: Arc<Services>, path: String) -> Response {
 }
 
 /// The dimensions of a nested JSON array of numbers, and its numbers in row-major order.
+/// Numbers must all sit at the same depth: once one is seen, no list may open a deeper level.
 fn flatten(v: &Value, dims: &mut Vec<i64>, depth: usize, out: &mut Vec<f32>) -> Result<(), String> {
     match v {
         Value::Array(items) => {
             if dims.len() == depth {
+                if !out.is_empty() {
+                    return Err("ragged nested list: a list where a number was expected".into());
+                }
                 dims.push(items.len() as i64);
             } else if dims[depth] != items.len() as i64 {
                 return Err(format!("ragged nested list: {} items where {} were expected", items.len(), dims[depth]));

@@ -148,9 +148,13 @@ async fn a_corrupt_or_half_copied_version_ends_with_its_error_until_fixed() {
     std::fs::create_dir_all(base.join("7")).unwrap();
     let s = wait_status(&server, "mnist", "version 7 to fail", |s| state_of(s, 7) == Some(State::End)).await;
     assert_eq!(s[0].status.as_ref().unwrap().error_code, TfCode::NotFound as i32);
+    // A non-canonical name is not a version directory.
+    export_version(&dir.path().join("padded"), 8, 8);
+    std::fs::rename(dir.path().join("padded/8"), base.join("008")).unwrap();
     // Deleting it forgets it; version 2 still serves.
     std::fs::remove_dir_all(base.join("7")).unwrap();
-    wait_status(&server, "mnist", "version 7 to be forgotten", |s| state_of(s, 7).is_none()).await;
+    let s = wait_status(&server, "mnist", "version 7 to be forgotten", |s| state_of(s, 7).is_none()).await;
+    assert!(state_of(&s, 8).is_none(), "008 is not version 8: {s:?}");
     assert_eq!(predicted_version(&server, "mnist").await, 2);
     server.stop().await.unwrap();
 }

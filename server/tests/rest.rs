@@ -62,9 +62,19 @@ async fn rest_status_metadata_predict_and_errors() {
         ("POST", "/v1/models/mnist:predict", json!({"instances": [&x[..783]]}).to_string(), 400),
         ("POST", "/v1/models/mnist:predict", json!({"instances": [{"pixels": &x[..784]}]}).to_string(), 400),
         ("POST", "/v1/models/mnist:predict", json!({"instances": [[1, [2]]]}).to_string(), 400),
+        // A number before a deeper list: as ragged as the other way round.
+        ("POST", "/v1/models/mnist:predict", json!({"instances": [[json!(vec![0.5; 28]), json!(vec![[0.5]; 28])]]}).to_string(), 400),
         ("POST", "/v1/models/mnist:predict", "{not json".to_string(), 400),
         ("POST", "/v1/models/mnist:classify", one.clone(), 501),
     ];
+    // Bodies beyond axum's default 2 MiB limit, as TensorFlow Serving takes them.
+    let many: Vec<Vec<f32>> = (0..700).map(|i| x[(i % 2) * 784..(i % 2 + 1) * 784].iter().map(|v| v + 1e-7).collect()).collect();
+    let body = json!({"instances": many}).to_string();
+    assert!(body.len() > 4 << 20, "{} bytes", body.len());
+    let (code, r) = http(rest, "POST", "/v1/models/mnist:predict", &body).await;
+    assert_eq!(code, 200, "{r:.200}");
+    assert_eq!(r["predictions"].as_array().unwrap().len(), 700);
+
     for (method, path, body, want) in cases {
         let (code, r) = http(rest, method, path, &body).await;
         assert_eq!(code, want, "{method} {path} {body:.60}: {r}");

@@ -169,10 +169,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Largest model.json read.
+const MAX_MODEL_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a regular file of at most `max` bytes: a FIFO, a device or a directory (also behind a
+/// symlink) is refused before it is opened, and no more than `max + 1` bytes are read.
+fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let missing = |message: String| EngineError::ModelMissing { path: path.to_path_buf(), message };
+    let meta = fs::metadata(path).map_err(|e| missing(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(EngineError::Model { path: path.to_path_buf(), message: "is not a regular file".into() });
+    }
+    let file = fs::File::open(path).map_err(|e| missing(format!("cannot read: {e}")))?;
+    let mut bytes = Vec::with_capacity(meta.len().min(max) as usize);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| missing(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(EngineError::Model { path: path.to_path_buf(), message: format!("is larger than {max} bytes") });
+    }
+    Ok(bytes)
+}
+
 /// Reads and validates `<dir>/model.json` alone (no weights).
 pub fn read_model_file(dir: &Path) -> Result<ModelFile> {
     let path = dir.join(MODEL_FILE);
-    let text = fs::read(&path).map_err(|e| EngineError::ModelMissing { path: path.clone(), message: format!("cannot read: {e}") })?;
+    let text = read_regular_file(&path, MAX_MODEL_FILE_BYTES)?;
     parse_model_file(&path, &text)
 }
 
@@ -205,10 +226,12 @@ fn max_weights_bytes(params: &[(String, Vec<usize>)]) -> u64 {
 pub fn load(dir: &Path, device: Device) -> Result<(ModelFile, Network)> {
     let model = read_model_file(dir)?;
     let path = dir.join(&model.weights.file);
-    let missing = |message: String| EngineError::ModelMissing { path: path.clone(), message };
-    let on_disk = fs::metadata(&path).map_err(|e| missing(format!("cannot read: {e}")))?.len();
-    check_weights_size(&model, &path, on_disk)?;
-    let bytes = fs::read(&path).map_err(|e| missing(format!("cannot read: {e}")))?;
+    let on_disk =
+        fs::metadata(&path).map_err(|e| EngineError::ModelMissing { path: path.clone(), message: format!("cannot read: {e}") })?;
+    if on_disk.is_file() {
+        check_weights_size(&model, &path, on_disk.len())?;
+    }
+    let bytes = read_regular_file(&path, model.weights.size_bytes)?;
     let network = load_weights(&model, &path, &bytes, device)?;
     Ok((model, network))
 }

@@ -25,6 +25,9 @@ pub(crate) struct GpuContext {
     pub(crate) kernels: Kernels,
     pub(crate) recorder: Mutex<Recorder>,
     pub(crate) buffers: BufferPool,
+    /// Held for a whole run (upload, dispatches, readback) by callers sharing the device from
+    /// several threads: the scratch buffers (split-K partials, staged inputs) are per device.
+    pub(crate) run_lock: Mutex<()>,
 }
 
 static DEVICES_OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -86,7 +89,7 @@ impl GpuDevice {
         let kernels = Kernels::build(&device)?;
         let buffers = BufferPool::new(&device);
         let recorder = Mutex::new(Recorder::new(&device));
-        let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers };
+        let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers, run_lock: Mutex::new(()) };
         DEVICES_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Self { ctx: Arc::new(ctx) })
     }
@@ -108,6 +111,17 @@ impl GpuDevice {
     /// The largest tensor one binding can hold.
     pub fn max_binding_bytes(&self) -> u64 {
         self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+    }
+
+    /// Exclusive use of the device's scratch buffers for one run, against other threads.
+    pub(crate) fn lock_run(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ctx.run_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets cached bind groups, which hold their buffers alive (called when a network that
+    /// shares the device is dropped, so its buffers are freed).
+    pub(crate) fn forget_bind_groups(&self) {
+        self.ctx.recorder.lock().unwrap_or_else(|e| e.into_inner()).forget_bind_groups();
     }
 
     /// Submits everything recorded so far and waits for the device to finish it.

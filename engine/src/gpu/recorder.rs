@@ -41,6 +41,10 @@ impl Recorder {
         }
     }
 
+    pub(crate) fn forget_bind_groups(&mut self) {
+        self.bind_groups.clear();
+    }
+
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") }))
     }

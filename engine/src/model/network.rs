@@ -10,6 +10,10 @@ use crate::optim::Optimizer;
 use crate::rng::{DropoutKey, SplitMix64};
 use crate::tensor::Tensor;
 
+/// Most values (f32 or u32) one CPU workspace holds, all buffers together (1 GiB): a larger
+/// batch is run in chunks.
+pub const MAX_CPU_WORKSPACE_VALUES: usize = 1 << 28;
+
 /// One trainable tensor.
 pub struct Param {
     pub name: String,
@@ -49,6 +53,15 @@ pub struct Network {
     params: Vec<Param>,
     slot_lens: Vec<usize>,
     dropout_seed: u32,
+}
+
+impl Drop for Network {
+    /// A device shared with other networks must not keep this one's buffers alive.
+    fn drop(&mut self) {
+        if let Device::Gpu(gpu) = &self.device {
+            gpu.forget_bind_groups();
+        }
+    }
 }
 
 impl Network {
@@ -165,10 +178,14 @@ impl Network {
     }
 
     /// Buffers for batches of up to `capacity` examples; `training` adds gradient buffers.
-    /// On a GPU the capacity is cut to what one binding holds (check [`Workspace::capacity`]).
+    /// The capacity is cut to what the device takes (check [`Workspace::capacity`]): on a GPU,
+    /// what one binding holds; on the CPU, [`MAX_CPU_WORKSPACE_VALUES`] in all.
     pub fn workspace(&self, capacity: usize, training: bool) -> Workspace {
         let widest = self.slot_lens.iter().copied().max().unwrap_or(1).max(self.num_classes()) as u64 * 4;
-        let fits = self.device.max_tensor_bytes().map_or(usize::MAX, |limit| (limit / widest).max(1) as usize);
+        let fits = match self.device.max_tensor_bytes() {
+            Some(limit) => (limit / widest).max(1) as usize,
+            None => (MAX_CPU_WORKSPACE_VALUES / self.workspace_values_per_example(training)).max(1),
+        };
         let capacity = capacity.clamp(1, fits);
         let d = &self.device;
         let classes = self.num_classes();
@@ -192,6 +209,15 @@ impl Network {
             classes: Tensor::zeros(d, &[capacity]),
             host_labels: vec![0; capacity],
         }
+    }
+
+    /// Values a workspace holds per example: activations, their gradients when training,
+    /// pooling argmax, probabilities.
+    fn workspace_values_per_example(&self, training: bool) -> usize {
+        let acts: usize = self.slot_lens.iter().sum();
+        let grads: usize = if training { self.slot_lens.iter().skip(1).sum() } else { 0 };
+        let argmax: usize = self.stages.iter().filter(|s| matches!(s.op, Op::MaxPool { .. })).map(|s| s.out_len).sum();
+        (acts + grads + argmax + self.num_classes() + 2).max(1)
     }
 
     pub(crate) fn logits_slot(&self) -> usize {

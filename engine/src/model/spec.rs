@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::bounded_product;
+use super::validate::{MAX_EXAMPLE_VALUES, bounded_product};
 use crate::backend::{Conv2dGeometry, PoolGeometry};
 use crate::error::{EngineError, Result};
 
@@ -139,6 +139,12 @@ impl ModelSpec {
         for (i, layer) in self.layers.iter().enumerate() {
             let out = layer.output_shape(*shapes.last().unwrap()).map_err(|message| layer.error(i, message))?;
             shapes.push(out);
+        }
+        let values = shapes.iter().try_fold(0usize, |acc, s| acc.checked_add(s.len())).filter(|&v| v <= MAX_EXAMPLE_VALUES);
+        if values.is_none() {
+            return Err(EngineError::Spec {
+                message: format!("the activations of one example would hold more than {MAX_EXAMPLE_VALUES} values"),
+            });
         }
         let last = shapes.last().unwrap();
         if *last != Shape::Flat(self.num_classes) {

@@ -15,6 +15,8 @@ pub const MAX_WIDTH: usize = 1 << 20;
 pub const MAX_LAYERS: usize = 1_024;
 /// Largest single tensor: one example's activation, or one parameter tensor (1 GiB of f32).
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+/// Most activation values of one example, all layers together (256 MiB of f32).
+pub const MAX_EXAMPLE_VALUES: usize = 1 << 26;
 /// Longest layer name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 

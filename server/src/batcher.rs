@@ -120,6 +120,11 @@ impl BatchScheduler {
         BatchQueue { id, shared: self.shared.clone() }
     }
 
+    /// Batch threads: the most batches that run at once.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
     /// Batch threads restarted after their loop failed.
     pub fn restarts(&self) -> u64 {
         self.shared.restarts.load(Ordering::Relaxed)

@@ -6,6 +6,7 @@
 //! - [`versions`]: each version's state as GetModelStatus reports it.
 //! - [`servable`]: one loaded version and its inference workspaces.
 //! - [`batcher`]: dynamic batching on one scheduler shared by every version.
+//! - [`memory`]: heap settings that give unloaded versions' memory back.
 //! - [`fault`]: panic containment for loading, polling and batches.
 //! - [`fuzzing`]: the fuzz targets' bodies (Predict requests, REST bodies, model config files).
 //! - [`tensors`]: TensorProto validation and outputs.
@@ -20,6 +21,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod grpc;
 pub mod manager;
+pub mod memory;
 pub mod model_config;
 pub mod rest;
 pub mod servable;

@@ -26,12 +26,20 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new connections; finishing requests in flight");
 }
 
+/// A line on stdout for whoever started the server (`--port 0` picks the port); a closed or
+/// broken stdout is no reason to stop serving.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 async fn run(options: Options) -> anyhow::Result<()> {
     let address = format!("{}:{}", options.host, options.port);
     let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
     tracing::info!("gRPC listening on {local}");
-    println!("listening on {local}");
+    announce(&format!("listening on {local}"));
     let rest = match options.rest_api_port {
         0 => None,
         port => {
@@ -39,7 +47,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             let rest = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
             let local = rest.local_addr()?;
             tracing::info!("REST listening on {local}");
-            println!("REST listening on {local}");
+            announce(&format!("REST listening on {local}"));
             Some(rest)
         }
     };
@@ -47,6 +55,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    server::memory::return_freed_memory_to_the_system();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -87,6 +87,7 @@ pub struct ModelManager {
     scheduler: Option<BatchScheduler>,
     models: RwLock<BTreeMap<String, ModelState>>,
     engine_slots: Arc<tokio::sync::Semaphore>,
+    engine_slots_total: usize,
     /// One poll or config reload at a time.
     polling: Mutex<()>,
 }
@@ -113,6 +114,7 @@ impl ModelManager {
             batching,
             models: RwLock::new(models),
             engine_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            engine_slots_total: cores,
             polling: Mutex::new(()),
         }
     }
@@ -286,7 +288,9 @@ impl ModelManager {
         let start = Instant::now();
         // Larger requests are split into chunks of this many images.
         let capacity = if self.batching.enable_batching { self.batching.max_batch_size } else { UNBATCHED_CHUNK };
-        let outcome = fault::contain(|| Servable::load(&source.name, version, &dir, &self.device, capacity));
+        // Engine calls one version can have in flight: one per batch thread, or one per core.
+        let concurrency = self.scheduler.as_ref().map_or(self.engine_slots_total, BatchScheduler::threads);
+        let outcome = fault::contain(|| Servable::load(&source.name, version, &dir, &self.device, capacity, concurrency));
         let failure = match outcome {
             Ok(Ok(servable)) => {
                 let servable = Arc::new(servable);

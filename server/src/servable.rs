@@ -20,20 +20,26 @@ pub struct Servable {
 
 impl Servable {
     /// Loads `<dir>` (architecture validated, weights verified against their sha256) onto the
-    /// shared `device`, then warms it with one prediction so the first request pays no
-    /// first-call costs.
-    pub fn load(name: &str, version: i64, dir: &Path, device: &Device, workspace_capacity: usize) -> engine::Result<Self> {
+    /// shared `device`, then warms it: `concurrency` inference workspaces (one per engine call
+    /// that can be in flight), each run once at full capacity, so that the first requests pay
+    /// no first-call costs and the version's memory is all in place (and steady) from the start.
+    pub fn load(
+        name: &str,
+        version: i64,
+        dir: &Path,
+        device: &Device,
+        workspace_capacity: usize,
+        concurrency: usize,
+    ) -> engine::Result<Self> {
         let (model, network) = engine::export::load(dir, device.clone())?;
-        let servable = Self {
-            name: name.to_string(),
-            version,
-            model,
-            network,
-            workspaces: Mutex::new(Vec::new()),
-            workspace_capacity: workspace_capacity.max(1),
-        };
-        servable.predict(&vec![0.0; servable.input_len()])?;
-        Ok(servable)
+        let workspace_capacity = workspace_capacity.max(1);
+        let mut workspaces = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            let mut inference = Inference::new(&network, workspace_capacity);
+            inference.predict(&network, &vec![0.0; inference.capacity() * network.input_len()])?;
+            workspaces.push(inference);
+        }
+        Ok(Self { name: name.to_string(), version, model, network, workspaces: Mutex::new(workspaces), workspace_capacity })
     }
 
     pub fn input_len(&self) -> usize {

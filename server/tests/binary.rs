@@ -67,3 +67,40 @@ fn start_up_errors_are_one_clear_line() {
         assert!(help.contains(flag), "--help mentions {flag}");
     }
 }
+
+/// Whoever started the server may close its stdout at once: the announcements it cannot print
+/// are no reason to stop serving.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    export_version(&base, 1, 1);
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, rest_port) = (free_port(), free_port());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = server()
+        .args(["--port", &port.to_string(), "--rest_api_port", &rest_port.to_string(), "--host", "127.0.0.1"])
+        .args(["--model_name", "mnist", "--model_base_path", base.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answered = runtime.block_on(async {
+        for _ in 0..200 {
+            if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await {
+                let mut client = proto::tensorflow::serving::prediction_service_client::PredictionServiceClient::new(channel);
+                if client.predict(predict_request("mnist", None, float_tensor(&[1, 784], &images(1)))).await.is_ok() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    });
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered && still_running, "the server answers with its stdout closed");
+}

@@ -3,7 +3,8 @@
 //! them, old ones deleted, and a second model is added to and removed from the config file.
 //! Every request must succeed (there is always a servable version), the versions in answers
 //! must never go backwards, and the server's RSS after the last load/unload cycle must stay
-//! within 5 MB of its value after the first.
+//! within 5 MB of its value after the first (each the least of ten samples over 200 ms, so that
+//! the buffers of the requests in flight at that instant do not count).
 //!
 //! The short form runs in the test suite. `scripts/reload-soak` runs the long form (the same
 //! code, 50 cycles of the reference CNN) and keeps its report; the environment sets it up:
@@ -57,6 +58,7 @@ fn publish(base: &Path, version: i64, config: &str) {
     let spec = Config::parse(config).unwrap().model_spec().unwrap();
     let net = Network::new(spec, Device::cpu(), version as u64).unwrap();
     let dir = engine::export::write(&staging, &version.to_string(), &net, json!({}), 0).unwrap();
+    std::fs::create_dir_all(base).unwrap();
     std::fs::rename(dir, base.join(version.to_string())).unwrap();
 }
 
@@ -78,9 +80,11 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let grpc = line.trim().strip_prefix("listening on ").expect("the address").parse().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         Self { child, grpc, rest: SocketAddr::from(([127, 0, 0, 1], rest_port)) }
     }
 
@@ -88,6 +92,17 @@ impl ServerProcess {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
         kib / 1024.0
+    }
+
+    /// The resident set without the transient buffers of requests in flight: the smallest of
+    /// ten samples 20 ms apart.
+    async fn settled_rss_mb(&self) -> f64 {
+        let mut least = f64::MAX;
+        for _ in 0..10 {
+            least = least.min(self.rss_mb());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        least
     }
 }
 
@@ -267,7 +282,7 @@ async fn reload_soak() {
             let _ = std::fs::remove_dir_all(base.join((version - 2).to_string()));
         }
         version = next;
-        rss.push(server.rss_mb());
+        rss.push(server.settled_rss_mb().await);
         eprintln!("soak cycle {cycle}/{}: version {version}, RSS {:.1} MB", settings.cycles, rss[rss.len() - 1]);
     }
     stop.store(true, Ordering::Relaxed);

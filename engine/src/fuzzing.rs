@@ -65,3 +65,21 @@ pub fn model_files(data: &[u8]) {
         assert!(prediction.is_ok_and(|p| p.classes.len() == 1), "a loaded model predicts one class per image");
     }
 }
+
+/// Runs `run` on every kept input of `target` under `fuzz_dir` (`seeds/TARGET/` and
+/// `regressions/TARGET/`), as the test suites do; a panic names the input. Returns how many ran.
+pub fn replay_kept_inputs(fuzz_dir: &Path, target: &str, run: fn(&[u8])) -> usize {
+    let mut files: Vec<std::path::PathBuf> = ["seeds", "regressions"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(fuzz_dir.join(kind).join(target)).ok())
+        .flat_map(|dir| dir.flatten().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if std::panic::catch_unwind(|| run(&data)).is_err() {
+            panic!("fuzz target {target} panics on {}", file.display());
+        }
+    }
+    files.len()
+}

@@ -3,39 +3,24 @@
 
 use std::path::PathBuf;
 
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut files: Vec<PathBuf> = ["seeds", "regressions"]
-        .iter()
-        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
-        .flat_map(|dir| dir.flatten().map(|e| e.path()))
-        .collect();
-    files.sort();
-    files
-}
+use engine::fuzzing::{self, replay_kept_inputs};
 
 fn replay(target: &str, run: fn(&[u8])) {
-    let files = inputs(target);
-    assert!(!files.is_empty(), "no seeds for {target} (cargo run -p server --example fuzz_seeds)");
-    for file in files {
-        let data = std::fs::read(&file).unwrap();
-        if std::panic::catch_unwind(|| run(&data)).is_err() {
-            panic!("{target} panics on {}", file.display());
-        }
-    }
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    assert!(replay_kept_inputs(&fuzz, target, run) > 0, "no seeds for {target} (scripts/fuzz seeds)");
 }
 
 #[test]
 fn model_files_inputs_never_panic() {
-    replay("model_files", engine::fuzzing::model_files);
+    replay("model_files", fuzzing::model_files);
 }
 
 #[test]
 fn idx_file_inputs_never_panic() {
-    replay("idx_file", engine::fuzzing::idx_file);
+    replay("idx_file", fuzzing::idx_file);
 }
 
 #[test]
 fn toml_config_inputs_never_panic() {
-    replay("toml_config", engine::fuzzing::toml_config);
+    replay("toml_config", fuzzing::toml_config);
 }

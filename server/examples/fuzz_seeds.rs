@@ -69,8 +69,15 @@ fn rest_bodies(root: &Path) {
 
 fn model_files(root: &Path) {
     let tmp = std::env::temp_dir().join(format!("fuzz-seeds-{}", std::process::id()));
-    for (name, config) in [("tiny_cnn", root.join("engine/tests/fixtures/tiny_cnn.toml"))] {
-        let spec = Config::load(&config).unwrap().model_spec().unwrap();
+    let tiny = std::fs::read_to_string(root.join("engine/tests/fixtures/tiny_cnn.toml")).unwrap();
+    // Every layer kind and both paddings, still small.
+    let every_layer = "[model]\n[[model.layers]]\ntype = \"conv2d\"\nfilters = 3\nkernel_size = 5\npadding = \"same\"\n\
+                       activation = \"relu\"\n[[model.layers]]\ntype = \"maxpool\"\npool_size = 3\nstrides = 2\n\
+                       [[model.layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = [3, 2]\nstrides = [2, 1]\npadding = 1\n\
+                       [[model.layers]]\ntype = \"relu\"\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dropout\"\n\
+                       rate = 0.3\n[[model.layers]]\ntype = \"dense\"\nunits = 10\n";
+    for (name, config) in [("tiny_cnn", tiny.as_str()), ("every_layer", every_layer)] {
+        let spec = Config::parse(config).unwrap().model_spec().unwrap();
         let net = Network::new(spec, Device::cpu(), 1).unwrap();
         let dir = engine::export::write(&tmp, name, &net, json!({}), 0).unwrap();
         let model = std::fs::read(dir.join(engine::export::MODEL_FILE)).unwrap();

@@ -3,39 +3,25 @@
 
 use std::path::PathBuf;
 
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut files: Vec<PathBuf> = ["seeds", "regressions"]
-        .iter()
-        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
-        .flat_map(|dir| dir.flatten().map(|e| e.path()))
-        .collect();
-    files.sort();
-    files
-}
+use engine::fuzzing::replay_kept_inputs;
+use server::fuzzing;
 
 fn replay(target: &str, run: fn(&[u8])) {
-    let files = inputs(target);
-    assert!(!files.is_empty(), "no seeds for {target} (cargo run -p server --example fuzz_seeds)");
-    for file in files {
-        let data = std::fs::read(&file).unwrap();
-        if std::panic::catch_unwind(|| run(&data)).is_err() {
-            panic!("{target} panics on {}", file.display());
-        }
-    }
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    assert!(replay_kept_inputs(&fuzz, target, run) > 0, "no seeds for {target} (scripts/fuzz seeds)");
 }
 
 #[test]
 fn predict_request_inputs_never_panic() {
-    replay("predict_request", server::fuzzing::predict_request);
+    replay("predict_request", fuzzing::predict_request);
 }
 
 #[test]
 fn rest_body_inputs_never_panic() {
-    replay("rest_body", server::fuzzing::rest_body);
+    replay("rest_body", fuzzing::rest_body);
 }
 
 #[test]
 fn model_config_inputs_never_panic() {
-    replay("model_config", server::fuzzing::model_config);
+    replay("model_config", fuzzing::model_config);
 }

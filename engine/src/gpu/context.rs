@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use super::buffers::BufferPool;
+use super::counters::{Counters, GemmShape, GpuCounters};
 use super::kernels::Kernels;
 use super::recorder::Recorder;
 use crate::error::{EngineError, Result};
@@ -28,6 +29,7 @@ pub(crate) struct GpuContext {
     /// Held for a whole run (upload, dispatches, readback) by callers sharing the device from
     /// several threads: the scratch buffers (split-K partials, staged inputs) are per device.
     pub(crate) run_lock: Mutex<()>,
+    pub(crate) counters: Counters,
 }
 
 static DEVICES_OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -89,7 +91,7 @@ impl GpuDevice {
         let kernels = Kernels::build(&device)?;
         let buffers = BufferPool::new(&device);
         let recorder = Mutex::new(Recorder::new(&device));
-        let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers, run_lock: Mutex::new(()) };
+        let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers, run_lock: Mutex::new(()), counters: Counters::default() };
         DEVICES_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Self { ctx: Arc::new(ctx) })
     }
@@ -111,6 +113,17 @@ impl GpuDevice {
     /// The largest tensor one binding can hold.
     pub fn max_binding_bytes(&self) -> u64 {
         self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+    }
+
+    /// What the backend has recorded on this device so far.
+    pub fn counters(&self) -> GpuCounters {
+        self.ctx.counters.snapshot()
+    }
+
+    /// Starts logging every tiled product recorded (its shape, tile, splits and FMA counts), or
+    /// stops and returns the log.
+    pub fn log_gemms(&self, on: bool) -> Vec<GemmShape> {
+        self.ctx.counters.set_gemm_log(on)
     }
 
     /// Exclusive use of the device's scratch buffers for one run, against other threads.

@@ -3,7 +3,8 @@
 
 use super::buffers::Scratch;
 use super::context::GpuContext;
-use super::kernels::Kernel;
+use super::counters::GemmShape;
+use super::kernels::{Kernel, entry_point};
 use crate::backend::Conv2dGeometry;
 
 const TILE: usize = 64;
@@ -63,6 +64,11 @@ fn split(tiles: usize, k: usize) -> (usize, usize) {
     (k.div_ceil(chunk), chunk)
 }
 
+/// Reduction steps the workgroups run over `k`, in slices of `chunk`, each rounded up to TILE_K.
+fn issued_k(k: usize, chunk: usize) -> usize {
+    (0..k).step_by(chunk.max(1)).map(|start| (k - start).min(chunk).next_multiple_of(TILE_K)).sum()
+}
+
 fn u(v: usize) -> u32 {
     u32::try_from(v).expect("GPU tensor dimensions fit in u32")
 }
@@ -109,6 +115,17 @@ impl Gemm<'_> {
             u(conv.pad_top),
             u(conv.pad_left),
         ];
+        ctx.counters.log_gemm(|| GemmShape {
+            kernel: entry_point(self.kernel as usize),
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            tile: [TILE, TILE],
+            splits,
+            useful_fma: (rows * self.n * self.k) as u64,
+            issued_fma: (rows.div_ceil(TILE) * TILE * tiles_n * TILE * issued_k(self.k, chunk)) as u64,
+            reduce_pass: reduce,
+        });
         let pool = &ctx.buffers;
         let bias = self.bias.unwrap_or(&pool.unused_input);
         if !reduce {

@@ -70,7 +70,9 @@ impl Module {
     }
 }
 
-const KERNELS: [(Kernel, Module, &str); 18] = [
+pub(crate) const KERNEL_COUNT: usize = 18;
+
+const KERNELS: [(Kernel, Module, &str); KERNEL_COUNT] = [
     (Kernel::Matmul, Module::Dense, "matmul"),
     (Kernel::ReduceSplits, Module::Dense, "reduce_splits"),
     (Kernel::ConvForward, Module::Conv2d, "forward"),
@@ -90,6 +92,16 @@ const KERNELS: [(Kernel, Module, &str); 18] = [
     (Kernel::Momentum, Module::Optim, "momentum"),
     (Kernel::Adam, Module::Optim, "adam"),
 ];
+
+/// The entry point name of kernel number `index`.
+pub(crate) fn entry_point(index: usize) -> &'static str {
+    KERNELS[index].2
+}
+
+/// Every shader module as the device compiles it: (file name, WGSL source).
+pub(crate) fn shader_modules() -> Vec<(&'static str, String)> {
+    Module::ALL.iter().map(|m| (m.file(), m.source())).collect()
+}
 
 pub(crate) struct Kernels {
     pipelines: Vec<wgpu::ComputePipeline>,

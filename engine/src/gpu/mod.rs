@@ -1,10 +1,12 @@
 //! The WGSL backend: a wgpu device, the pipelines of `shaders/` built once at start-up, a buffer
-//! pool, and one dispatcher per shader file. Ops record into one pending command encoder; it is
-//! submitted when something is read back (or written from the host), so a training step is one
-//! submission that reads back two numbers.
+//! pool, and one dispatcher per shader file. Ops record into one pending command encoder, in one
+//! compute pass; it is submitted when something is read back (or written from the host), so a
+//! training step is one submission. [`GpuCounters`] say what was recorded.
 
 mod buffers;
 mod context;
+mod counters;
+pub mod inspect;
 mod kernels;
 mod recorder;
 
@@ -18,3 +20,4 @@ pub(crate) mod softmax_xent;
 
 pub use buffers::GpuBuffer;
 pub use context::{AdapterPolicy, GpuDevice};
+pub use counters::{GemmShape, GpuCounters};

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::context::GpuContext;
+use super::counters::Counters;
 use super::kernels::Kernel;
 
 /// Bytes per uniform slot: the largest offset alignment any adapter may demand.
@@ -17,6 +18,10 @@ type BindKey = (Kernel, u64, [Option<wgpu::Buffer>; MAX_BINDINGS]);
 
 pub(crate) struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The open compute pass of `encoder`: consecutive dispatches share it (WebGPU makes each
+    /// dispatch its own usage scope, so writes of one are visible to the next); a copy or a
+    /// submission ends it.
+    pass: Option<wgpu::ComputePass<'static>>,
     uniform_buffer: wgpu::Buffer,
     /// Host image of the slots used by the pending encoder.
     uniforms: Vec<u8>,
@@ -34,6 +39,7 @@ impl Recorder {
         });
         Self {
             encoder: None,
+            pass: None,
             uniform_buffer,
             uniforms: vec![0; (UNIFORM_SLOT * UNIFORM_SLOTS) as usize],
             slots_used: 0,
@@ -45,17 +51,32 @@ impl Recorder {
         self.bind_groups.clear();
     }
 
+    /// The encoder, with no compute pass open (for copies).
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
         self.encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") }))
     }
 
-    fn submit(&mut self, queue: &wgpu::Queue) {
+    /// The open compute pass, begun if there is none.
+    fn pass(&mut self, device: &wgpu::Device, counters: &Counters) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let encoder = self.encoder(device);
+            let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            self.pass = Some(pass.forget_lifetime());
+            Counters::add(&counters.compute_passes, 1);
+        }
+        self.pass.as_mut().expect("a pass is open")
+    }
+
+    fn submit(&mut self, queue: &wgpu::Queue, counters: &Counters) {
+        self.pass = None;
         if let Some(encoder) = self.encoder.take() {
             let used = (self.slots_used * UNIFORM_SLOT) as usize;
             if used > 0 {
                 queue.write_buffer(&self.uniform_buffer, 0, &self.uniforms[..used]);
             }
             queue.submit([encoder.finish()]);
+            Counters::add(&counters.submits, 1);
             self.slots_used = 0;
         }
     }
@@ -80,7 +101,7 @@ impl GpuContext {
 
         let mut rec = self.recorder();
         if rec.slots_used == UNIFORM_SLOTS {
-            rec.submit(&self.queue);
+            rec.submit(&self.queue, &self.counters);
         }
         let slot = rec.slots_used;
         rec.slots_used += 1;
@@ -99,14 +120,12 @@ impl GpuContext {
             let group = self.create_bind_group(kernel, &rec.uniform_buffer, slot, bindings);
             rec.bind_groups.insert(key.clone(), group);
         }
-        let rec = &mut *rec;
-        let group = &rec.bind_groups[&key];
-        let encoder =
-            rec.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") }));
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+        let group = rec.bind_groups[&key].clone();
+        let pass = rec.pass(&self.device, &self.counters);
         pass.set_pipeline(self.kernels.get(kernel));
-        pass.set_bind_group(0, group, &[]);
+        pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x as u32, y as u32, 1);
+        self.counters.dispatched(kernel as usize);
     }
 
     fn create_bind_group(&self, kernel: Kernel, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
@@ -129,14 +148,15 @@ impl GpuContext {
 
     /// Submits what has been recorded (without waiting for it).
     pub(crate) fn flush(&self) {
-        self.recorder().submit(&self.queue);
+        self.recorder().submit(&self.queue, &self.counters);
     }
 
     /// Overwrites the start of `dst` with `data`, after everything recorded before.
     pub(crate) fn write(&self, dst: &wgpu::Buffer, data: &[u8]) {
         let mut rec = self.recorder();
         // Queue writes land before the next submission: commands already recorded must go first.
-        rec.submit(&self.queue);
+        rec.submit(&self.queue, &self.counters);
+        Counters::add(&self.counters.bytes_written, data.len() as u64);
         let whole = data.len() / 4 * 4;
         if whole > 0 {
             self.queue.write_buffer(dst, 0, &data[..whole]);
@@ -159,8 +179,10 @@ impl GpuContext {
         {
             let mut rec = self.recorder();
             rec.encoder(&self.device).copy_buffer_to_buffer(src, 0, staging, 0, bytes);
-            rec.submit(&self.queue);
+            rec.submit(&self.queue, &self.counters);
         }
+        Counters::add(&self.counters.blocking_maps, 1);
+        Counters::add(&self.counters.bytes_read, out.len() as u64);
         let slice = staging.slice(..bytes);
         slice.map_async(wgpu::MapMode::Read, |result| {
             if let Err(e) = result {

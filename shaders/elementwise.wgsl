@@ -1,5 +1,6 @@
 // Element-wise ops: ReLU (forward in place, backward), inverted dropout and u8 -> f32 input
-// normalisation. One thread per element (per 4 pixels for normalisation).
+// normalisation, for the layers no neighbour absorbs (the epilogues of gemm_tile.wgsl and
+// pool.wgsl take most). One thread per element (per 4 pixels for normalisation).
 
 struct Elementwise {
     len: u32,
@@ -37,21 +38,13 @@ fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-// PCG RXS-M-XS, as `pcg_hash` in engine/src/rng.rs.
-fn pcg_hash(input: u32) -> u32 {
-    let state = input * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 // Applied to activations in the forward and to their gradient in the backward, with one key.
 @compute @workgroup_size(256)
 fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
     let i = thread_index(wid, groups, li);
     if i < p.len {
-        let keep = pcg_hash(p.mask_base ^ pcg_hash(i)) >= p.threshold;
-        x[i] = select(0.0, x[i] * p.scale, keep);
+        x[i] = select(0.0, x[i] * p.scale, dropout_keeps(p.mask_base, p.threshold, i));
     }
 }
 

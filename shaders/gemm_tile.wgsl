@@ -1,6 +1,10 @@
 // The tiled matrix product shared by dense.wgsl and conv2d.wgsl (prepended to both).
 //
-//   C[m, col] = sum over k of A(m, k) * B(k, col)   (+ bias[col])
+//   C[m, col] = epilogue(sum over k of A(m, k) * B(k, col))
+//
+// The epilogue (`finish`) applies what the layers after the product would: the bias, then a
+// ReLU and a dropout mask on an activation; on a gradient, the ReLU mask of the activation it
+// flows back into (`act` > 0) and the dropout mask. A dispatch that needs none passes zeros.
 //
 // The including file defines `load_a(mode, m, k)` and `load_b(mode, k, col)`: dense operands
 // are strided matrices, convolution operands are gathered from NHWC tensors on the fly
@@ -42,7 +46,17 @@ struct Gemm {
     stride_w: u32,
     pad_top: u32,
     pad_left: u32,
+    // Epilogue: ACT_*; a dropout mask (0 or 1; per-key hash, threshold, scale).
+    activation: u32,
+    dropout: u32,
+    drop_base: u32,
+    drop_threshold: u32,
+    drop_scale: f32,
 }
+
+const ACT_NONE: u32 = 0u;
+const ACT_RELU: u32 = 1u;
+const ACT_RELU_MASK: u32 = 2u;
 
 const NONE: u32 = 0xffffffffu;
 const TILE: u32 = 64u;
@@ -58,8 +72,10 @@ const A_STRIDE: u32 = 65u;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
-// Second output of `reduce_splits`: the ones row of C (a bias gradient).
+// The ones row of C (a bias gradient).
 @group(0) @binding(5) var<storage, read_write> c_ones: array<f32>;
+// The activation a gradient flows back into (ACT_RELU_MASK).
+@group(0) @binding(6) var<storage, read> act: array<f32>;
 
 var<workgroup> tile_a: array<f32, 1040>; // TILE_K * A_STRIDE
 var<workgroup> tile_b: array<f32, 1024>; // TILE_K * TILE
@@ -79,6 +95,33 @@ fn fetch_b(mode: u32, k: u32, col: u32, k_end: u32) -> f32 {
         return 0.0;
     }
     return load_b(mode, k, col);
+}
+
+// Element `idx` (row-major in C, column `col`) of the finished product.
+fn finish(idx: u32, col: u32, sum: f32) -> f32 {
+    var v = sum;
+    if p.has_bias != 0u {
+        v += bias[col];
+    }
+    if p.activation == ACT_RELU {
+        v = max(v, 0.0);
+    } else if p.activation == ACT_RELU_MASK {
+        v = select(0.0, v, act[idx] > 0.0);
+    }
+    if p.dropout != 0u {
+        v = select(0.0, v * p.drop_scale, dropout_keeps(p.drop_base, p.drop_threshold, idx));
+    }
+    return v;
+}
+
+// C's element (row, col) with one split: the ones row goes to `c_ones`, the rest is finished.
+fn store_finished(row: u32, col: u32, v: f32) {
+    if row == p.ones_row {
+        c_ones[col] = v;
+    } else {
+        let idx = row * p.n + col;
+        c[idx] = finish(idx, col, v);
+    }
 }
 
 fn gemm_tiles(mode: u32, wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) {
@@ -130,19 +173,20 @@ fn gemm_tiles(mode: u32, wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) {
         }
         for (var j = 0u; j < PER_THREAD; j++) {
             let col = col0 + lid.x + THREADS * j;
-            if col < p.n {
-                var v = acc[i][j];
-                if p.has_bias != 0u {
-                    v += bias[col];
-                }
-                c[base + row * p.n + col] = v;
+            if col >= p.n {
+                continue;
+            }
+            if p.splits == 1u {
+                store_finished(row, col, acc[i][j]);
+            } else {
+                c[base + row * p.n + col] = acc[i][j];
             }
         }
     }
 }
 
-// Sums the splits' partial products (`a` holds them, split-major) into `c`, adding the bias;
-// the ones row, if any, goes to `c_ones`.
+// Sums the splits' partial products (`a` holds them, split-major) and stores them as one split
+// would.
 @compute @workgroup_size(256)
 fn reduce_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
@@ -155,14 +199,5 @@ fn reduce_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     for (var s = 0u; s < p.splits; s++) {
         v += a[s * mn + idx];
     }
-    let row = idx / p.n;
-    let col = idx % p.n;
-    if row == p.ones_row {
-        c_ones[col] = v;
-        return;
-    }
-    if p.has_bias != 0u {
-        v += bias[col];
-    }
-    c[idx] = v;
+    store_finished(idx / p.n, idx % p.n, v);
 }

@@ -1,6 +1,8 @@
 // Max pooling (NHWC, no padding). The forward records, per output, the index of the winning
 // input within its image (the first maximum wins ties); the backward gathers, per input, the
-// gradients of the outputs it won, in output order, so results match the CPU bit for bit.
+// gradients of the outputs it won, in output order, so results match the CPU bit for bit. The
+// backward takes the gradient masks of the layers between the pool and what feeds it (a ReLU:
+// x > 0; a dropout), as the epilogue of gemm_tile.wgsl does.
 
 struct Pool {
     count: u32, // outputs (forward) or inputs (backward) to compute, n images' worth
@@ -13,6 +15,12 @@ struct Pool {
     size_w: u32,
     stride_h: u32,
     stride_w: u32,
+    // Backward epilogue: mask by x > 0 (0 or 1); a dropout mask (0 or 1; hash, threshold, scale).
+    relu_mask: u32,
+    dropout: u32,
+    drop_base: u32,
+    drop_threshold: u32,
+    drop_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Pool;
@@ -86,6 +94,12 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 sum += dy[o];
             }
         }
+    }
+    if p.relu_mask != 0u && !(x[i] > 0.0) {
+        sum = 0.0;
+    }
+    if p.dropout != 0u {
+        sum = select(0.0, sum * p.drop_scale, dropout_keeps(p.drop_base, p.drop_threshold, i));
     }
     dx[i] = sum;
 }

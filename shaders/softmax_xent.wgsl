@@ -1,22 +1,19 @@
-// Softmax and cross-entropy over rows of logits: the fused loss (forward and backward in one
-// pass: per-row loss and hit, and the logits' gradient), then a fixed-order reduction of the
-// per-row values into [loss sum, correct count]; inference softmax and argmax.
+// Softmax and cross-entropy over rows of logits: the fused loss (forward, backward and the
+// reduction into [loss sum, correct count] in one dispatch); inference probabilities and classes.
 
 struct Rows {
     n: u32,
     classes: u32,
+    // Where the step's [loss sum, correct count] go in `stats` (in pairs).
+    stats_slot: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Rows;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
-// Per row: loss, then 1.0 if the argmax is the label.
-@group(0) @binding(4) var<storage, read_write> row_stats: array<f32>;
-@group(0) @binding(5) var<storage, read> row_stats_in: array<f32>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(7) var<storage, read_write> probs: array<f32>;
-@group(0) @binding(8) var<storage, read_write> classes: array<u32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<storage, read_write> outputs: array<f32>;
 
 fn row_index(wid: vec3<u32>, groups: vec3<u32>, li: u32) -> u32 {
     return (wid.x + wid.y * groups.x) * 64u + li;
@@ -45,34 +42,25 @@ fn exp_sum(base: u32, max_logit: f32) -> f32 {
     return sum;
 }
 
-@compute @workgroup_size(64)
-fn xent_forward_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                         @builtin(local_invocation_index) li: u32) {
-    let r = row_index(wid, groups, li);
-    if r >= p.n {
-        return;
-    }
-    let base = r * p.classes;
-    let m = row_max(base);
-    let sum = exp_sum(base, m.x);
-    let label = labels[r];
-    row_stats[2u * r] = m.x + log(sum) - logits[base + label];
-    row_stats[2u * r + 1u] = select(0.0, 1.0, u32(m.y) == label);
-    let inv_n = 1.0 / f32(p.n);
-    for (var j = 0u; j < p.classes; j++) {
-        let prob = exp(logits[base + j] - m.x) / sum;
-        dlogits[base + j] = (prob - select(0.0, 1.0, j == label)) * inv_n;
-    }
-}
-
 var<workgroup> partial: array<vec2<f32>, 256>;
 
-// One workgroup: strided sums, then a tree; the order is fixed, so the result is deterministic.
+// One workgroup: each thread takes rows li, li + 256, ...: their loss, hit and gradient; then
+// a tree over the threads' sums, in a fixed order (deterministic). The step's [loss sum,
+// correct count] go to its slot of `stats`, read back only when the trainer reports.
 @compute @workgroup_size(256)
-fn xent_reduce(@builtin(local_invocation_index) li: u32) {
+fn xent(@builtin(local_invocation_index) li: u32) {
+    let inv_n = 1.0 / f32(p.n);
     var acc = vec2<f32>(0.0, 0.0);
     for (var r = li; r < p.n; r += 256u) {
-        acc += vec2<f32>(row_stats_in[2u * r], row_stats_in[2u * r + 1u]);
+        let base = r * p.classes;
+        let m = row_max(base);
+        let sum = exp_sum(base, m.x);
+        let label = labels[r];
+        acc += vec2<f32>(m.x + log(sum) - logits[base + label], select(0.0, 1.0, u32(m.y) == label));
+        for (var j = 0u; j < p.classes; j++) {
+            let prob = exp(logits[base + j] - m.x) / sum;
+            dlogits[base + j] = (prob - select(0.0, 1.0, j == label)) * inv_n;
+        }
     }
     partial[li] = acc;
     workgroupBarrier();
@@ -83,13 +71,15 @@ fn xent_reduce(@builtin(local_invocation_index) li: u32) {
         workgroupBarrier();
     }
     if li == 0u {
-        stats[0] = partial[0].x;
-        stats[1] = partial[0].y;
+        stats[2u * p.stats_slot] = partial[0].x;
+        stats[2u * p.stats_slot + 1u] = partial[0].y;
     }
 }
 
+// Inference outputs, one thread per row: the probabilities at [row * classes + j], then the
+// classes (as floats) after all n rows, so one readback brings both.
 @compute @workgroup_size(64)
-fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+fn predict(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
     let r = row_index(wid, groups, li);
     if r >= p.n {
@@ -99,15 +89,7 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) group
     let m = row_max(base);
     let sum = exp_sum(base, m.x);
     for (var j = 0u; j < p.classes; j++) {
-        probs[base + j] = exp(logits[base + j] - m.x) / sum;
+        outputs[base + j] = exp(logits[base + j] - m.x) / sum;
     }
-}
-
-@compute @workgroup_size(64)
-fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-          @builtin(local_invocation_index) li: u32) {
-    let r = row_index(wid, groups, li);
-    if r < p.n {
-        classes[r] = u32(row_max(r * p.classes).y);
-    }
+    outputs[p.n * p.classes + r] = m.y;
 }

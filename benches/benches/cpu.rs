@@ -51,20 +51,20 @@ fn kernels(c: &mut Criterion) {
     let flops = 2 * (n * g2.positions() * g2.patch_len() * g2.out_c) as u64;
     let mut g = c.benchmark_group("kernels_flops");
     g.throughput(Throughput::Elements(flops));
-    g.bench_function("conv2_forward_b100", |b| b.iter(|| d.conv2d_forward(&g2, n, &x, &w, &bias, &mut y)));
-    g.bench_function("conv2_backward_input_b100", |b| b.iter(|| d.conv2d_backward_input(&g2, n, &y, &w, &mut dx)));
+    g.bench_function("conv2_forward_b100", |b| b.iter(|| d.conv2d_forward(&g2, n, &x, &w, &bias, Default::default(), &mut y)));
+    g.bench_function("conv2_backward_input_b100", |b| b.iter(|| d.conv2d_backward_input(&g2, n, &y, &w, None, &mut dx)));
     g.bench_function("conv2_backward_weight_b100", |b| b.iter(|| d.conv2d_backward_weight(&g2, n, &x, &y, &mut dw, &mut db)));
     let (i, o) = (3136, 1024);
     let (dxd, wd, bd) = (Tensor::zeros(&d, &[n * i]), Tensor::zeros(&d, &[i * o]), Tensor::zeros(&d, &[o]));
     let mut yd = Tensor::zeros(&d, &[n * o]);
     g.throughput(Throughput::Elements(2 * (n * i * o) as u64));
-    g.bench_function("dense1_forward_b100", |b| b.iter(|| d.dense_forward(n, i, o, &dxd, &wd, &bd, &mut yd)));
+    g.bench_function("dense1_forward_b100", |b| b.iter(|| d.dense_forward(n, i, o, &dxd, &wd, &bd, Default::default(), &mut yd)));
     let size = 1024;
     let (a, bm) = (Tensor::zeros(&d, &[size * size]), Tensor::zeros(&d, &[size * size]));
     let bz = Tensor::zeros(&d, &[size]);
     let mut cm = Tensor::zeros(&d, &[size * size]);
     g.throughput(Throughput::Elements(2 * (size * size * size) as u64));
-    g.bench_function("gemm_1024", |b| b.iter(|| d.dense_forward(size, size, size, &a, &bm, &bz, &mut cm)));
+    g.bench_function("gemm_1024", |b| b.iter(|| d.dense_forward(size, size, size, &a, &bm, &bz, Default::default(), &mut cm)));
     g.finish();
 }
 

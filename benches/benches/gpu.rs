@@ -58,13 +58,13 @@ fn kernels(c: &mut Criterion) {
         g.throughput(Throughput::Elements(2 * (n * g2.positions() * g2.patch_len() * g2.out_c) as u64));
         g.bench_function(format!("conv2_forward_b100/{name}"), |b| {
             b.iter(|| {
-                d.conv2d_forward(&g2, n, &x, &w, &bias, &mut y);
+                d.conv2d_forward(&g2, n, &x, &w, &bias, Default::default(), &mut y);
                 d.synchronize()
             })
         });
         g.bench_function(format!("conv2_backward_input_b100/{name}"), |b| {
             b.iter(|| {
-                d.conv2d_backward_input(&g2, n, &y, &w, &mut dx);
+                d.conv2d_backward_input(&g2, n, &y, &w, None, &mut dx);
                 d.synchronize()
             })
         });

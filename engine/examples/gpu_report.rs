@@ -36,6 +36,7 @@ fn main() {
     for step in 0..2 {
         net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step);
     }
+    ws.take_stats();
     let before = gpu.counters();
     gpu.log_gemms(true);
     net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, 2);

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use engine::backend::{Conv2dGeometry, PoolGeometry};
+use engine::backend::{Conv2dGeometry, Epilogue, PoolGeometry};
 use engine::model::Config;
 use engine::{Device, Tensor};
 
@@ -65,9 +65,9 @@ fn conv(d: &Device, g: &Conv2dGeometry, n: usize, name: &str) -> f64 {
     let mut dx = Tensor::zeros(d, &[n * g.in_len()]);
     let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
     let flops = 2.0 * (n * g.positions() * g.patch_len() * g.out_c) as f64;
-    let mut t = time(d, &format!("{name} forward"), flops, || d.conv2d_forward(g, n, &x, &w, &b, &mut y));
+    let mut t = time(d, &format!("{name} forward"), flops, || d.conv2d_forward(g, n, &x, &w, &b, Epilogue::default(), &mut y));
     if g.in_c > 1 {
-        t += time(d, &format!("{name} backward_input"), flops, || d.conv2d_backward_input(g, n, &y, &w, &mut dx));
+        t += time(d, &format!("{name} backward_input"), flops, || d.conv2d_backward_input(g, n, &y, &w, None, &mut dx));
     }
     t + time(d, &format!("{name} backward_weight"), flops, || d.conv2d_backward_weight(g, n, &x, &y, &mut dw, &mut db))
 }
@@ -83,7 +83,7 @@ fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
         d.relu_forward(relu_len, &mut r);
         d.relu_backward(relu_len, &x, &mut r)
     }) + time(d, &format!("{name} forward"), 0.0, || d.max_pool_forward(g, n, &x, &mut y, &mut a))
-        + time(d, &format!("{name} backward"), 0.0, || d.max_pool_backward(g, n, &y, &a, &mut dx))
+        + time(d, &format!("{name} backward"), 0.0, || d.max_pool_backward(g, n, &y, &a, None, &mut dx))
 }
 
 fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64 {
@@ -106,8 +106,8 @@ fn dense(d: &Device, n: usize, inputs: usize, outputs: usize, name: &str) -> f64
         bias1: 0.1,
         bias2: 0.001,
     };
-    time(d, &format!("{name} forward"), flops, || d.dense_forward(n, inputs, outputs, &x, &w, &b, &mut y))
-        + time(d, &format!("{name} backward_input"), flops, || d.dense_backward_input(n, inputs, outputs, &y, &w, &mut dx))
+    time(d, &format!("{name} forward"), flops, || d.dense_forward(n, inputs, outputs, &x, &w, &b, Epilogue::default(), &mut y))
+        + time(d, &format!("{name} backward_input"), flops, || d.dense_backward_input(n, inputs, outputs, &y, &w, None, &mut dx))
         + time(d, &format!("{name} backward_weight"), flops, || d.dense_backward_weight(n, inputs, outputs, &x, &y, &mut dw, &mut db))
         + time(d, &format!("{name} adam (weight)"), 0.0, || {
             d.optimizer_update(engine::backend::UpdateRule::Adam(step), &mut p, &dw, &mut state)
@@ -123,10 +123,11 @@ pub fn full_step(d: Device, config: &Config, n: usize) {
     let pixels: Vec<u8> = (0..n * 784).map(|i| (i * 7 % 256) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let mut step = 0;
-    // train_step waits for its own readback, so there is nothing more to wait for.
+    // Reading the step's loss back waits for it, so there is nothing more to wait for.
     let host = Device::cpu();
     time(&host, &format!("train_step (batch {n})"), 0.0, || {
         net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step);
+        ws.take_stats();
         step += 1;
     });
 }

@@ -71,6 +71,57 @@ impl PoolGeometry {
     }
 }
 
+/// An inverted-dropout mask: which elements survive, and the rate (survivors scale by 1 / (1 - rate)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    pub key: DropoutKey,
+    pub rate: f32,
+}
+
+/// The element-wise layers that follow a conv, dense or pooling layer, fused into its kernel.
+/// On an activation: a ReLU, then a dropout. On the gradient flowing back into that activation
+/// (see [`GradMask`]): the ReLU's mask (activation > 0), then the same dropout mask.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Epilogue {
+    pub relu: bool,
+    pub dropout: Option<Dropout>,
+}
+
+impl Epilogue {
+    pub fn is_identity(&self) -> bool {
+        !self.relu && self.dropout.is_none()
+    }
+
+    /// Applies the epilogue to activations on the CPU (the same order and values as the layers).
+    fn forward_cpu(&self, y: &mut [f32]) {
+        if self.relu {
+            cpu::elementwise::relu_forward(y);
+        }
+        if let Some(d) = self.dropout {
+            cpu::elementwise::dropout(y, d.key.mask(d.rate), d.rate);
+        }
+    }
+}
+
+/// The gradient masks of an [`Epilogue`], applied to a gradient as it is written: `activation`
+/// is the activation the gradient belongs to (the epilogue's output).
+#[derive(Clone, Copy)]
+pub struct GradMask<'a> {
+    pub epilogue: Epilogue,
+    pub activation: &'a Tensor,
+}
+
+impl GradMask<'_> {
+    fn backward_cpu(&self, dx: &mut [f32]) {
+        if self.epilogue.relu {
+            cpu::elementwise::relu_backward(&self.activation.cpu()[..dx.len()], dx);
+        }
+        if let Some(d) = self.epilogue.dropout {
+            cpu::elementwise::dropout(dx, d.key.mask(d.rate), d.rate);
+        }
+    }
+}
+
 /// One optimizer update's hyperparameters.
 #[derive(Clone, Copy, Debug)]
 pub enum UpdateRule {
@@ -80,17 +131,27 @@ pub enum UpdateRule {
 }
 
 impl Device {
-    pub fn conv2d_forward(&self, g: &Conv2dGeometry, n: usize, x: &Tensor, w: &Tensor, b: &Tensor, y: &mut Tensor) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_forward(&self, g: &Conv2dGeometry, n: usize, x: &Tensor, w: &Tensor, b: &Tensor, epilogue: Epilogue, y: &mut Tensor) {
         match self {
-            Device::Cpu(d) => cpu::conv2d::forward(d, g, n, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut()),
-            Device::Gpu(d) => gpu::conv2d::forward(&d.ctx, g, n, x.gpu(), w.gpu(), b.gpu(), y.gpu()),
+            Device::Cpu(d) => {
+                cpu::conv2d::forward(d, g, n, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut());
+                epilogue.forward_cpu(&mut y.cpu_mut()[..n * g.out_len()]);
+            }
+            Device::Gpu(d) => gpu::conv2d::forward(&d.ctx, g, n, x.gpu(), w.gpu(), b.gpu(), &epilogue, y.gpu()),
         }
     }
 
-    pub fn conv2d_backward_input(&self, g: &Conv2dGeometry, n: usize, dy: &Tensor, w: &Tensor, dx: &mut Tensor) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward_input(&self, g: &Conv2dGeometry, n: usize, dy: &Tensor, w: &Tensor, mask: Option<GradMask>, dx: &mut Tensor) {
         match self {
-            Device::Cpu(d) => cpu::conv2d::backward_input(d, g, n, dy.cpu(), w.cpu(), dx.cpu_mut()),
-            Device::Gpu(d) => gpu::conv2d::backward_input(&d.ctx, g, n, dy.gpu(), w.gpu(), dx.gpu()),
+            Device::Cpu(d) => {
+                cpu::conv2d::backward_input(d, g, n, dy.cpu(), w.cpu(), dx.cpu_mut());
+                if let Some(mask) = mask {
+                    mask.backward_cpu(&mut dx.cpu_mut()[..n * g.in_len()]);
+                }
+            }
+            Device::Gpu(d) => gpu::conv2d::backward_input(&d.ctx, g, n, dy.gpu(), w.gpu(), mask.as_ref(), dx.gpu()),
         }
     }
 
@@ -108,24 +169,39 @@ impl Device {
         }
     }
 
-    pub fn max_pool_backward(&self, g: &PoolGeometry, n: usize, dy: &Tensor, argmax: &Tensor<u32>, dx: &mut Tensor) {
+    pub fn max_pool_backward(&self, g: &PoolGeometry, n: usize, dy: &Tensor, argmax: &Tensor<u32>, mask: Option<GradMask>, dx: &mut Tensor) {
         match self {
-            Device::Cpu(_) => cpu::pool::max_backward(g, n, dy.cpu(), argmax.cpu(), dx.cpu_mut()),
-            Device::Gpu(d) => gpu::pool::max_backward(&d.ctx, g, n, dy.gpu(), argmax.gpu(), dx.gpu()),
+            Device::Cpu(_) => {
+                cpu::pool::max_backward(g, n, dy.cpu(), argmax.cpu(), dx.cpu_mut());
+                if let Some(mask) = mask {
+                    mask.backward_cpu(&mut dx.cpu_mut()[..n * g.in_len()]);
+                }
+            }
+            Device::Gpu(d) => gpu::pool::max_backward(&d.ctx, g, n, dy.gpu(), argmax.gpu(), mask.as_ref(), dx.gpu()),
         }
     }
 
-    pub fn dense_forward(&self, n: usize, inputs: usize, outputs: usize, x: &Tensor, w: &Tensor, b: &Tensor, y: &mut Tensor) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense_forward(&self, n: usize, inputs: usize, outputs: usize, x: &Tensor, w: &Tensor, b: &Tensor, epilogue: Epilogue, y: &mut Tensor) {
         match self {
-            Device::Cpu(_) => cpu::dense::forward(n, inputs, outputs, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut()),
-            Device::Gpu(d) => gpu::dense::forward(&d.ctx, n, inputs, outputs, x.gpu(), w.gpu(), b.gpu(), y.gpu()),
+            Device::Cpu(_) => {
+                cpu::dense::forward(n, inputs, outputs, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut());
+                epilogue.forward_cpu(&mut y.cpu_mut()[..n * outputs]);
+            }
+            Device::Gpu(d) => gpu::dense::forward(&d.ctx, n, inputs, outputs, x.gpu(), w.gpu(), b.gpu(), &epilogue, y.gpu()),
         }
     }
 
-    pub fn dense_backward_input(&self, n: usize, inputs: usize, outputs: usize, dy: &Tensor, w: &Tensor, dx: &mut Tensor) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn dense_backward_input(&self, n: usize, inputs: usize, outputs: usize, dy: &Tensor, w: &Tensor, mask: Option<GradMask>, dx: &mut Tensor) {
         match self {
-            Device::Cpu(d) => cpu::dense::backward_input(d, n, inputs, outputs, dy.cpu(), w.cpu(), dx.cpu_mut()),
-            Device::Gpu(d) => gpu::dense::backward_input(&d.ctx, n, inputs, outputs, dy.gpu(), w.gpu(), dx.gpu()),
+            Device::Cpu(d) => {
+                cpu::dense::backward_input(d, n, inputs, outputs, dy.cpu(), w.cpu(), dx.cpu_mut());
+                if let Some(mask) = mask {
+                    mask.backward_cpu(&mut dx.cpu_mut()[..n * inputs]);
+                }
+            }
+            Device::Gpu(d) => gpu::dense::backward_input(&d.ctx, n, inputs, outputs, dy.gpu(), w.gpu(), mask.as_ref(), dx.gpu()),
         }
     }
 
@@ -178,34 +254,36 @@ impl Device {
         }
     }
 
-    /// Fused softmax + mean cross-entropy: writes `dlogits` and `stats = [loss sum, correct count]`.
-    pub fn softmax_xent(&self, n: usize, classes: usize, logits: &Tensor, labels: &Tensor<u32>, dlogits: &mut Tensor, stats: &mut Tensor) {
+    /// Fused softmax + mean cross-entropy: writes `dlogits`, and `[loss sum, correct count]`
+    /// into pair `slot` of `stats` (left on the device until the caller reads it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn softmax_xent(&self, n: usize, classes: usize, logits: &Tensor, labels: &Tensor<u32>, dlogits: &mut Tensor, stats: &mut Tensor, slot: usize) {
         match self {
             Device::Cpu(_) => {
                 let (loss, correct) = cpu::softmax_xent::forward_backward(n, classes, logits.cpu(), labels.cpu(), dlogits.cpu_mut());
-                stats.cpu_mut()[..2].copy_from_slice(&[loss, correct as f32]);
+                stats.cpu_mut()[2 * slot..2 * slot + 2].copy_from_slice(&[loss, correct as f32]);
             }
             Device::Gpu(d) => {
-                gpu::softmax_xent::forward_backward(&d.ctx, n, classes, logits.gpu(), labels.gpu(), dlogits.gpu(), stats.gpu())
+                gpu::softmax_xent::forward_backward(&d.ctx, n, classes, logits.gpu(), labels.gpu(), dlogits.gpu(), stats.gpu(), slot)
             }
         }
     }
 
-    pub fn softmax(&self, n: usize, classes: usize, logits: &Tensor, probs: &mut Tensor) {
+    /// Inference outputs in one tensor: `n * classes` probabilities, then the `n` argmax
+    /// classes (as floats), so one readback brings both.
+    pub fn predict(&self, n: usize, classes: usize, logits: &Tensor, outputs: &mut Tensor) {
         match self {
-            Device::Cpu(_) => cpu::softmax_xent::softmax(n, classes, logits.cpu(), probs.cpu_mut()),
-            Device::Gpu(d) => gpu::softmax_xent::softmax(&d.ctx, n, classes, logits.gpu(), probs.gpu()),
+            Device::Cpu(_) => {
+                let (probs, argmax) = outputs.cpu_mut()[..n * (classes + 1)].split_at_mut(n * classes);
+                cpu::softmax_xent::softmax(n, classes, logits.cpu(), probs);
+                cpu::softmax_xent::argmax_f32(n, classes, logits.cpu(), argmax);
+            }
+            Device::Gpu(d) => gpu::softmax_xent::predict(&d.ctx, n, classes, logits.gpu(), outputs.gpu()),
         }
     }
 
-    pub fn argmax(&self, n: usize, classes: usize, logits: &Tensor, out: &mut Tensor<u32>) {
-        match self {
-            Device::Cpu(_) => cpu::softmax_xent::argmax(n, classes, logits.cpu(), out.cpu_mut()),
-            Device::Gpu(d) => gpu::softmax_xent::argmax(&d.ctx, n, classes, logits.gpu(), out.gpu()),
-        }
-    }
-
-    /// Applies one optimizer update to `param`; `state` holds 0 (SGD), 1 (momentum) or 2 (Adam) tensors.
+    /// Applies one optimizer update to `param`; `state` holds 0 (SGD), 1 (momentum) or 2 (Adam)
+    /// tensors. On a GPU, `param` may be an arena spanning several parameters.
     pub fn optimizer_update(&self, rule: UpdateRule, param: &mut Tensor, grad: &Tensor, state: &mut [Tensor]) {
         match self {
             Device::Cpu(_) => match (rule, state) {

@@ -110,6 +110,13 @@ impl Device {
         }
     }
 
+    /// Starts the recorded operations without waiting for them (a no-op on the CPU).
+    pub fn submit(&self) {
+        if let Device::Gpu(g) = self {
+            g.submit();
+        }
+    }
+
     /// Waits until every recorded operation has finished (a no-op on the CPU).
     pub fn synchronize(&self) {
         if let Device::Gpu(g) = self {

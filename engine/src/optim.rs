@@ -13,6 +13,9 @@ pub struct Optimizer {
     weight_decay: f32,
     grads: Vec<Tensor>,
     state: Vec<Vec<Tensor>>,
+    /// On a GPU: gradients and each state laid out as the parameters' arena, so one dispatch
+    /// updates everything.
+    arenas: Option<(Tensor, Vec<Tensor>)>,
     steps: u64,
 }
 
@@ -25,9 +28,17 @@ impl Optimizer {
             OptimizerConfig::Momentum { .. } => 1,
             OptimizerConfig::Adam { .. } | OptimizerConfig::Adamw { .. } => 2,
         };
-        let grads = network.params().iter().map(|p| Tensor::zeros(d, p.value.shape())).collect();
-        let state = network.params().iter().map(|p| (0..slots).map(|_| Tensor::zeros(d, p.value.shape())).collect()).collect();
-        Self { config: config.clone(), weight_decay, grads, state, steps: 0 }
+        let shapes: Vec<Vec<usize>> = network.params().iter().map(|p| p.value.shape().to_vec()).collect();
+        let (grads, grad_arena) = Tensor::zeros_packed(d, &shapes);
+        let mut state: Vec<Vec<Tensor>> = shapes.iter().map(|_| Vec::with_capacity(slots)).collect();
+        let mut state_arenas = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            let (tensors, arena) = Tensor::zeros_packed(d, &shapes);
+            state.iter_mut().zip(tensors).for_each(|(s, t)| s.push(t));
+            state_arenas.extend(arena);
+        }
+        let arenas = grad_arena.map(|g| (g, state_arenas));
+        Self { config: config.clone(), weight_decay, grads, state, arenas, steps: 0 }
     }
 
     pub fn grads_mut(&mut self) -> &mut [Tensor] {
@@ -38,8 +49,9 @@ impl Optimizer {
         &self.grads
     }
 
-    /// Applies the current gradients to `params` with learning rate `lr`.
-    pub fn apply(&mut self, device: &Device, params: &mut [Param], lr: f32) {
+    /// Applies the current gradients to `params` with learning rate `lr`: one update over the
+    /// whole arena where the parameters have one (`param_arena`, laid out as the gradients').
+    pub fn apply(&mut self, device: &Device, params: &mut [Param], param_arena: Option<&mut Tensor>, lr: f32) {
         self.steps += 1;
         let wd = self.weight_decay;
         let t = self.steps as i32;
@@ -59,6 +71,11 @@ impl Optimizer {
                 })
             }
         };
+        if let (Some(param_arena), Some((grad_arena, state_arenas))) = (param_arena, &mut self.arenas) {
+            assert_eq!(param_arena.len(), grad_arena.len(), "the parameter and gradient arenas have one layout");
+            device.optimizer_update(rule, param_arena, grad_arena, state_arenas);
+            return;
+        }
         for ((p, g), s) in params.iter_mut().zip(&self.grads).zip(&mut self.state) {
             device.optimizer_update(rule, &mut p.value, g, s);
         }

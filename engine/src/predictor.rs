@@ -23,15 +23,15 @@ pub struct Evaluation {
 /// Inference buffers for one network and batches up to a capacity; larger inputs are split.
 pub struct Inference {
     ws: Workspace,
-    host_probs: Vec<f32>,
-    host_classes: Vec<u32>,
+    /// Host copy of the outputs: probabilities, then classes.
+    host_outputs: Vec<f32>,
 }
 
 impl Inference {
     pub fn new(network: &Network, max_batch: usize) -> Self {
         let ws = network.workspace(max_batch, false);
         let cap = ws.capacity();
-        Self { ws, host_probs: vec![0.0; cap * network.num_classes()], host_classes: vec![0; cap] }
+        Self { ws, host_outputs: vec![0.0; cap * (network.num_classes() + 1)] }
     }
 
     pub fn capacity(&self) -> usize {
@@ -79,10 +79,10 @@ impl Inference {
     fn run_uploaded(&mut self, network: &Network, n: usize, out: &mut Prediction) {
         let k = network.num_classes();
         network.infer_uploaded(&mut self.ws, n);
-        self.ws.probs.read_host_into(&mut self.host_probs[..n * k]);
-        self.ws.classes.read_host_into(&mut self.host_classes[..n]);
-        out.classes.extend(self.host_classes[..n].iter().map(|&c| c as i64));
-        out.probabilities.extend_from_slice(&self.host_probs[..n * k]);
+        self.ws.outputs.read_host_into(&mut self.host_outputs[..n * (k + 1)]);
+        let (probs, classes) = self.host_outputs[..n * (k + 1)].split_at(n * k);
+        out.classes.extend(classes.iter().map(|&c| c as i64));
+        out.probabilities.extend_from_slice(probs);
     }
 
     /// Accuracy, mean cross-entropy and confusion matrix over `data`, calling `progress(done)`.

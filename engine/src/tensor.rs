@@ -4,7 +4,7 @@
 
 use crate::device::Device;
 use crate::error::{EngineError, Result};
-use crate::gpu::GpuBuffer;
+use crate::gpu::{BufRef, GpuBuffer};
 
 /// Element types a tensor can hold.
 pub trait Element: bytemuck::Pod + Default + Send + Sync + 'static {}
@@ -33,6 +33,22 @@ impl<T: Element> Tensor<T> {
             Device::Gpu(g) => Storage::Gpu(GpuBuffer::zeroed(g, (len * size_of::<T>()) as u64)),
         };
         Self { shape: shape.to_vec(), storage }
+    }
+
+    /// Zero-filled tensors of `shapes`; on a GPU they are ranges of one buffer, and the second
+    /// value is a tensor over all of it (gaps between ranges included, which stay zero), so one
+    /// dispatch can update them all.
+    pub fn zeros_packed(device: &Device, shapes: &[Vec<usize>]) -> (Vec<Self>, Option<Self>) {
+        match device {
+            Device::Cpu(_) => (shapes.iter().map(|s| Self::zeros(device, s)).collect(), None),
+            Device::Gpu(g) => {
+                let bytes: Vec<u64> = shapes.iter().map(|s| (s.iter().product::<usize>() * size_of::<T>()) as u64).collect();
+                let (parts, whole) = GpuBuffer::packed(g, &bytes);
+                let tensors = parts.into_iter().zip(shapes).map(|(b, s)| Self { shape: s.clone(), storage: Storage::Gpu(b) }).collect();
+                let whole_len = (whole.size as usize) / size_of::<T>();
+                (tensors, Some(Self { shape: vec![whole_len], storage: Storage::Gpu(whole) }))
+            }
+        }
     }
 
     /// Copies host data onto `device`; `name` labels the error if the length does not fit.
@@ -72,7 +88,7 @@ impl<T: Element> Tensor<T> {
             Storage::Cpu(v) => out.copy_from_slice(&v[..out.len()]),
             Storage::Gpu(g) => {
                 assert!(out.len() <= self.len(), "reading {} elements of a {}-element tensor", out.len(), self.len());
-                g.device.ctx.read(&g.buffer, bytemuck::cast_slice_mut(out));
+                g.device.ctx.read(g.view(), bytemuck::cast_slice_mut(out));
             }
         }
     }
@@ -87,7 +103,7 @@ impl<T: Element> Tensor<T> {
         }
         match &mut self.storage {
             Storage::Cpu(v) => v[..data.len()].copy_from_slice(data),
-            Storage::Gpu(g) => g.device.ctx.write(&g.buffer, bytemuck::cast_slice(data)),
+            Storage::Gpu(g) => g.device.ctx.write(g.view(), bytemuck::cast_slice(data)),
         }
         Ok(())
     }
@@ -106,9 +122,9 @@ impl<T: Element> Tensor<T> {
         }
     }
 
-    pub(crate) fn gpu(&self) -> &wgpu::Buffer {
+    pub(crate) fn gpu(&self) -> BufRef<'_> {
         match &self.storage {
-            Storage::Gpu(g) => &g.buffer,
+            Storage::Gpu(g) => g.view(),
             Storage::Cpu(_) => panic!("a CPU tensor was handed to a GPU kernel"),
         }
     }

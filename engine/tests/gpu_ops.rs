@@ -4,13 +4,19 @@
 mod common;
 
 use common::{distinct, random, same_on_both};
-use engine::backend::{Conv2dGeometry, PoolGeometry, UpdateRule};
+use engine::backend::{Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
 use engine::cpu::optim::AdamStep;
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
 
 fn upload(d: &Device, name: &str, values: &[f32]) -> Tensor {
     Tensor::from_host(d, name, &[values.len()], values).unwrap()
+}
+
+/// The epilogues a layer can carry: none, a ReLU, a dropout, both.
+fn epilogues() -> [Epilogue; 4] {
+    let dropout = Some(Dropout { key: DropoutKey { seed: 3, layer: 0, step: 5 }, rate: 0.4 });
+    [Epilogue::default(), Epilogue { relu: true, dropout: None }, Epilogue { relu: false, dropout }, Epilogue { relu: true, dropout }]
 }
 
 fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride: usize, pad: usize) -> Conv2dGeometry {
@@ -55,11 +61,32 @@ fn dense_passes_match_cpu() {
             let mut y = Tensor::zeros(d, &[cap, outputs]);
             let mut dx = Tensor::zeros(d, &[cap, inputs]);
             let (mut dw, mut db) = (Tensor::zeros(d, &[inputs, outputs]), Tensor::zeros(d, &[outputs]));
-            d.dense_forward(n, inputs, outputs, &xt, &wt, &bt, &mut y);
-            d.dense_backward_input(n, inputs, outputs, &dyt, &wt, &mut dx);
+            d.dense_forward(n, inputs, outputs, &xt, &wt, &bt, Epilogue::default(), &mut y);
+            d.dense_backward_input(n, inputs, outputs, &dyt, &wt, None, &mut dx);
             d.dense_backward_weight(n, inputs, outputs, &xt, &dyt, &mut dw, &mut db);
             vec![("y", y.to_host()), ("dx", dx.to_host()), ("dw", dw.to_host()), ("db", db.to_host())]
         });
+    }
+}
+
+/// A dense layer's fused epilogue (forward) and gradient masks (backward, the mask read from an
+/// activation `act` of the input's shape), against the CPU, which applies them as separate layers.
+#[test]
+fn dense_epilogues_match_cpu() {
+    for (n, inputs, outputs) in [(3, 28, 65), (17, 127, 10), (100, 3136, 8)] {
+        let cap = n + 1;
+        let (x, w, b, dy, act) =
+            (random(cap * inputs, 3), random(inputs * outputs, 4), random(outputs, 5), random(cap * outputs, 6), random(cap * inputs, 7));
+        for epilogue in epilogues() {
+            same_on_both(&format!("dense n={n} {inputs}->{outputs} {epilogue:?}"), 1e-5 * n.max(inputs) as f32, 1e-4, |d| {
+                let (xt, wt, bt, dyt, actt) = (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy), upload(d, "act", &act));
+                let mut y = Tensor::zeros(d, &[cap, outputs]);
+                let mut dx = Tensor::zeros(d, &[cap, inputs]);
+                d.dense_forward(n, inputs, outputs, &xt, &wt, &bt, epilogue, &mut y);
+                d.dense_backward_input(n, inputs, outputs, &dyt, &wt, Some(GradMask { epilogue, activation: &actt }), &mut dx);
+                vec![("y", y.to_host()), ("dx", dx.to_host())]
+            });
+        }
     }
 }
 
@@ -83,11 +110,30 @@ fn conv2d_passes_match_cpu() {
             let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
             let mut dx = Tensor::zeros(d, &[cap, g.in_len()]);
             let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
-            d.conv2d_forward(&g, n, &xt, &wt, &bt, &mut y);
-            d.conv2d_backward_input(&g, n, &dyt, &wt, &mut dx);
+            d.conv2d_forward(&g, n, &xt, &wt, &bt, Epilogue::default(), &mut y);
+            d.conv2d_backward_input(&g, n, &dyt, &wt, None, &mut dx);
             d.conv2d_backward_weight(&g, n, &xt, &dyt, &mut dw, &mut db);
             vec![("y", y.to_host()), ("dx", dx.to_host()), ("dw", dw.to_host()), ("db", db.to_host())]
         });
+    }
+}
+
+#[test]
+fn conv2d_epilogues_match_cpu() {
+    for (n, g) in [(2, conv((28, 28), 1, 4, 5, 1, 2)), (3, conv((7, 9), 3, 5, 3, 2, 0))] {
+        let cap = n + 1;
+        let (x, w, b) = (random(cap * g.in_len(), 7), random(g.weight_len(), 8), random(g.out_c, 9));
+        let (dy, act) = (random(cap * g.out_len(), 10), random(cap * g.in_len(), 11));
+        for epilogue in epilogues() {
+            same_on_both(&format!("conv2d n={n} {g:?} {epilogue:?}"), 1e-5 * (n * g.positions()).max(g.patch_len()) as f32, 1e-4, |d| {
+                let (xt, wt, bt, dyt, actt) = (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy), upload(d, "act", &act));
+                let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
+                let mut dx = Tensor::zeros(d, &[cap, g.in_len()]);
+                d.conv2d_forward(&g, n, &xt, &wt, &bt, epilogue, &mut y);
+                d.conv2d_backward_input(&g, n, &dyt, &wt, Some(GradMask { epilogue, activation: &actt }), &mut dx);
+                vec![("y", y.to_host()), ("dx", dx.to_host())]
+            });
+        }
     }
 }
 
@@ -114,9 +160,15 @@ fn max_pool_matches_cpu_exactly() {
             let mut argmax = Tensor::<u32>::zeros(d, &[cap, g.out_len()]);
             let mut dx = Tensor::zeros(d, &[cap, g.in_len()]);
             d.max_pool_forward(&g, n, &xt, &mut y, &mut argmax);
-            d.max_pool_backward(&g, n, &dyt, &argmax, &mut dx);
-            let argmax = argmax.to_host().into_iter().map(|a| a as f32).collect();
-            vec![("y", y.to_host()), ("argmax", argmax), ("dx", dx.to_host())]
+            d.max_pool_backward(&g, n, &dyt, &argmax, None, &mut dx);
+            let mut out = vec![("y", y.to_host()), ("dx", dx.to_host())];
+            // With the gradient masks of a ReLU and a dropout before the pool (x as the activation).
+            for epilogue in epilogues() {
+                d.max_pool_backward(&g, n, &dyt, &argmax, Some(GradMask { epilogue, activation: &xt }), &mut dx);
+                out.push(("masked dx", dx.to_host()));
+            }
+            out.push(("argmax", argmax.to_host().into_iter().map(|a| a as f32).collect()));
+            out
         });
     }
 }
@@ -150,20 +202,21 @@ fn softmax_cross_entropy_matches_cpu() {
             let lt = upload(d, "logits", &logits);
             let labels = Tensor::from_host(d, "labels", &[n + 1], &labels).unwrap();
             let mut dlogits = Tensor::zeros(d, &[n + 1, classes]);
-            let mut stats = Tensor::zeros(d, &[2]);
-            d.softmax_xent(n, classes, &lt, &labels, &mut dlogits, &mut stats);
-            let mut probs = Tensor::zeros(d, &[n + 1, classes]);
-            d.softmax(n, classes, &lt, &mut probs);
-            let mut argmax = Tensor::<u32>::zeros(d, &[n + 1]);
-            d.argmax(n, classes, &lt, &mut argmax);
-            let argmax = argmax.to_host().into_iter().map(|a| a as f32).collect();
+            // The step's values go to pair 2 of the stats; the others stay untouched.
+            let mut stats = upload(d, "stats", &[7.0; 8]);
+            d.softmax_xent(n, classes, &lt, &labels, &mut dlogits, &mut stats, 2);
+            let mut outputs = upload(d, "outputs", &vec![-1.0; (n + 1) * (classes + 1)]);
+            d.predict(n, classes, &lt, &mut outputs);
             let stats = stats.to_host();
+            assert_eq!([stats[0..4].to_vec(), stats[6..8].to_vec()].concat(), [7.0; 6], "stats outside the step's slot");
+            let outputs = outputs.to_host();
+            assert!(outputs[n * (classes + 1)..].iter().all(|&v| v == -1.0), "predict wrote past n rows");
             vec![
                 ("dlogits", dlogits.to_host()),
-                ("loss", vec![stats[0] / n as f32]),
-                ("correct", vec![stats[1]]),
-                ("probs", probs.to_host()),
-                ("argmax", argmax),
+                ("loss", vec![stats[4] / n as f32]),
+                ("correct", vec![stats[5]]),
+                ("probs", outputs[..n * classes].to_vec()),
+                ("argmax", outputs[n * classes..n * (classes + 1)].to_vec()),
             ]
         });
     }
@@ -207,6 +260,50 @@ fn optimizer_updates_match_cpu() {
             });
         }
     }
+}
+
+/// On a GPU, tensors packed into one buffer (at aligned offsets, gaps between them) are updated
+/// by one dispatch over the whole arena, with the same result as one update per tensor.
+#[test]
+fn one_update_over_packed_tensors_matches_one_per_tensor() {
+    let shapes = [vec![5, 3], vec![3], vec![1], vec![100, 7]];
+    let rule = UpdateRule::Adam(AdamStep {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-7,
+        weight_decay: 0.01,
+        decoupled: true,
+        bias1: 0.1,
+        bias2: 0.001,
+    });
+    let values: Vec<Vec<f32>> = shapes.iter().enumerate().map(|(i, s)| random(s.iter().product(), 30 + i as u64)).collect();
+    let grads: Vec<Vec<f32>> = shapes.iter().enumerate().map(|(i, s)| random(s.iter().product(), 40 + i as u64)).collect();
+    same_on_both("packed adam", 1e-6, 1e-5, |d| {
+        let (mut params, param_arena) = Tensor::zeros_packed(d, &shapes);
+        let (mut grad_t, grad_arena) = Tensor::<f32>::zeros_packed(d, &shapes);
+        let (mut m, m_arena) = Tensor::<f32>::zeros_packed(d, &shapes);
+        let (mut v, v_arena) = Tensor::<f32>::zeros_packed(d, &shapes);
+        for i in 0..shapes.len() {
+            params[i].write_host("p", &values[i]).unwrap();
+            grad_t[i].write_host("g", &grads[i]).unwrap();
+        }
+        match (param_arena, grad_arena, m_arena, v_arena) {
+            (Some(mut p), Some(g), Some(ma), Some(va)) => {
+                assert!(matches!(d, Device::Gpu(_)), "arenas on the GPU only");
+                let mut state = [ma, va];
+                d.optimizer_update(rule, &mut p, &g, &mut state);
+            }
+            _ => {
+                for i in 0..shapes.len() {
+                    let mut state = [std::mem::replace(&mut m[i], Tensor::zeros(d, &[1])), std::mem::replace(&mut v[i], Tensor::zeros(d, &[1]))];
+                    d.optimizer_update(rule, &mut params[i], &grad_t[i], &mut state);
+                    [m[i], v[i]] = state;
+                }
+            }
+        }
+        params.iter().map(|p| ("param", p.to_host())).chain(m.iter().map(|t| ("m", t.to_host()))).collect()
+    });
 }
 
 /// More than 65,535 workgroups: the dispatch is folded into a 2-D grid and every element is

@@ -26,12 +26,12 @@ fn check_conv(g: Conv2dGeometry, n: usize) {
     let r = random(n * g.out_len(), 4);
     let forward = |x: &[f32], w: &[f32], b: &[f32]| {
         let mut y = Tensor::zeros(&d, &[n * g.out_len()]);
-        d.conv2d_forward(&g, n, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), &mut y);
+        d.conv2d_forward(&g, n, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), Default::default(), &mut y);
         dot(&y.to_host(), &r)
     };
     let dy = t(&d, &[r.len()], &r);
     let mut dx = Tensor::zeros(&d, &[x.len()]);
-    d.conv2d_backward_input(&g, n, &dy, &t(&d, &[w.len()], &w), &mut dx);
+    d.conv2d_backward_input(&g, n, &dy, &t(&d, &[w.len()], &w), None, &mut dx);
     let (mut dw, mut db) = (Tensor::zeros(&d, &[w.len()]), Tensor::zeros(&d, &[b.len()]));
     d.conv2d_backward_weight(&g, n, &t(&d, &[x.len()], &x), &dy, &mut dw, &mut db);
     let what = format!("{g:?}");
@@ -86,12 +86,12 @@ fn dense_backward() {
     let r = random(n * outputs, 4);
     let forward = |x: &[f32], w: &[f32], b: &[f32]| {
         let mut y = Tensor::zeros(&d, &[n * outputs]);
-        d.dense_forward(n, inputs, outputs, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), &mut y);
+        d.dense_forward(n, inputs, outputs, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), Default::default(), &mut y);
         dot(&y.to_host(), &r)
     };
     let dy = t(&d, &[r.len()], &r);
     let mut dx = Tensor::zeros(&d, &[x.len()]);
-    d.dense_backward_input(n, inputs, outputs, &dy, &t(&d, &[w.len()], &w), &mut dx);
+    d.dense_backward_input(n, inputs, outputs, &dy, &t(&d, &[w.len()], &w), None, &mut dx);
     let (mut dw, mut db) = (Tensor::zeros(&d, &[w.len()]), Tensor::zeros(&d, &[b.len()]));
     d.dense_backward_weight(n, inputs, outputs, &t(&d, &[x.len()], &x), &dy, &mut dw, &mut db);
     check_gradient("dense dx", &x, &dx.to_host(), 1e-2, 1e-3, 1e-2, |x| forward(x, &w, &b));
@@ -117,7 +117,7 @@ fn max_pool_backward() {
         };
         forward(&x, &mut argmax);
         let mut dx = Tensor::zeros(&d, &[x.len()]);
-        d.max_pool_backward(&g, n, &t(&d, &[r.len()], &r), &argmax, &mut dx);
+        d.max_pool_backward(&g, n, &t(&d, &[r.len()], &r), &argmax, None, &mut dx);
         let mut scratch = Tensor::<u32>::zeros(&d, &[n * g.out_len()]);
         check_gradient("maxpool dx", &x, &dx.to_host(), 1e-3, 1e-3, 1e-2, |x| forward(x, &mut scratch));
     }
@@ -167,7 +167,7 @@ fn softmax_cross_entropy_backward() {
     let run = |z: &[f32]| {
         let mut dz = Tensor::zeros(&d, &[n * k]);
         let mut stats = Tensor::zeros(&d, &[2]);
-        d.softmax_xent(n, k, &t(&d, &[n * k], z), &labels, &mut dz, &mut stats);
+        d.softmax_xent(n, k, &t(&d, &[n * k], z), &labels, &mut dz, &mut stats, 0);
         (stats.to_host(), dz.to_host())
     };
     let (stats, dz) = run(&logits);

@@ -66,7 +66,7 @@ fn conv2d_forward_matches_direct_convolution() {
         let b = random(g.out_c, 3);
         let mut y = Tensor::zeros(&d, &[n * g.out_len()]);
         let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
-        d.conv2d_forward(&g, n, &t(&x), &t(&w), &t(&b), &mut y);
+        d.conv2d_forward(&g, n, &t(&x), &t(&w), &t(&b), Default::default(), &mut y);
         let want = naive_conv(&g, n, &x, &w, &b);
         let path = if engine::cpu::winograd::worthwhile(&g, n) { "winograd" } else { "im2col" };
         for (i, (got, want)) in y.to_host().iter().zip(&want).enumerate() {
@@ -82,7 +82,7 @@ fn dense_forward_matches_direct_product() {
     let (x, w, b) = (random(n * i, 4), random(i * o, 5), random(o, 6));
     let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
     let mut y = Tensor::zeros(&d, &[n * o]);
-    d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), &mut y);
+    d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), Default::default(), &mut y);
     let y = y.to_host();
     for r in 0..n {
         for c in 0..o {
@@ -102,8 +102,8 @@ fn dense_at_full_size_matches_direct_sums() {
     let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
     let (mut y, mut dx, mut dw, mut db) =
         (Tensor::zeros(&d, &[n * o]), Tensor::zeros(&d, &[n * i]), Tensor::zeros(&d, &[i * o]), Tensor::zeros(&d, &[o]));
-    d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), &mut y);
-    d.dense_backward_input(n, i, o, &t(&dy), &t(&w), &mut dx);
+    d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), Default::default(), &mut y);
+    d.dense_backward_input(n, i, o, &t(&dy), &t(&w), None, &mut dx);
     d.dense_backward_weight(n, i, o, &t(&x), &t(&dy), &mut dw, &mut db);
     let (y, dx, dw, db) = (y.to_host(), dx.to_host(), dw.to_host(), db.to_host());
     let close = |got: f32, want: f64, what: &str| assert!((got as f64 - want).abs() <= 1e-3 + 1e-4 * want.abs(), "{what}: {got} vs {want}");
@@ -126,7 +126,7 @@ fn conv2d_at_full_batch_matches_direct_convolution() {
     let (x, w, b) = (random(n * g.in_len(), 11), random(g.weight_len(), 12), random(g.out_c, 13));
     let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
     let mut y = Tensor::zeros(&d, &[n * g.out_len()]);
-    d.conv2d_forward(&g, n, &t(&x), &t(&w), &t(&b), &mut y);
+    d.conv2d_forward(&g, n, &t(&x), &t(&w), &t(&b), Default::default(), &mut y);
     let y = y.to_host();
     for img in [0, 37, 49, 50, 99] {
         let want = naive_conv(&g, 1, &x[img * g.in_len()..(img + 1) * g.in_len()], &w, &b);
@@ -147,9 +147,9 @@ fn conv2d_backwards_are_adjoint_at_full_batch() {
         let (x, w, dy) = (random(n * g.in_len(), 21), random(g.weight_len(), 22), random(n * g.out_len(), 23));
         let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
         let mut y = Tensor::zeros(&d, &[n * g.out_len()]);
-        d.conv2d_forward(&g, n, &t(&x), &t(&w), &Tensor::zeros(&d, &[g.out_c]), &mut y);
+        d.conv2d_forward(&g, n, &t(&x), &t(&w), &Tensor::zeros(&d, &[g.out_c]), Default::default(), &mut y);
         let (mut dx, mut dw, mut db) = (Tensor::zeros(&d, &[x.len()]), Tensor::zeros(&d, &[w.len()]), Tensor::zeros(&d, &[g.out_c]));
-        d.conv2d_backward_input(&g, n, &t(&dy), &t(&w), &mut dx);
+        d.conv2d_backward_input(&g, n, &t(&dy), &t(&w), None, &mut dx);
         d.conv2d_backward_weight(&g, n, &t(&x), &t(&dy), &mut dw, &mut db);
         let dot64 = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>();
         let lhs = dot64(&y.to_host(), &dy);

@@ -34,7 +34,8 @@ fn train_steps(optimizer: OptimizerConfig, lr: f32, steps: u32, seed: u64) -> (N
     let mut opt = Optimizer::new(&net, &optimizer, 1e-4);
     let mut ws = net.workspace(20, true);
     let (pixels, labels) = synthetic(20);
-    let losses = (0..steps).map(|s| net.train_step(&mut ws, &mut opt, &pixels, &labels, lr, s).loss_sum / 20.0).collect();
+    (0..steps).for_each(|s| net.train_step(&mut ws, &mut opt, &pixels, &labels, lr, s));
+    let losses = ws.take_stats().iter().map(|s| s.loss_sum / 20.0).collect();
     (net, losses)
 }
 
@@ -100,16 +101,11 @@ fn short_real_mnist_run_beats_90_percent() {
     let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
     let mut ws = net.workspace(100, true);
     for (step, start) in (0..train.len()).step_by(100).enumerate() {
-        let s = net.train_step(
-            &mut ws,
-            &mut opt,
-            &train.images[start * 784..(start + 100) * 784],
-            &train.labels[start..start + 100],
-            1e-3,
-            step as u32,
-        );
-        assert!(s.loss_sum.is_finite());
+        net.train_step(&mut ws, &mut opt, &train.images[start * 784..(start + 100) * 784], &train.labels[start..start + 100], 1e-3, step as u32);
     }
+    let stats = ws.take_stats();
+    assert_eq!((stats.len(), stats.iter().map(|s| s.examples).sum::<usize>()), (train.len() / 100, train.len()));
+    assert!(stats.iter().all(|s| s.loss_sum.is_finite()));
     let eval = Inference::new(&net, 1000).evaluate(&net, &test, |_| {}).unwrap();
     assert!(eval.accuracy > 0.90, "test accuracy {} after 6,000 images", eval.accuracy);
     assert_eq!(eval.confusion.total(), 10_000);

@@ -107,16 +107,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             }
             let n = idx.len();
             let lr = schedule.at(step as usize);
-            let s = network.train_step(&mut ws, &mut optimizer, &batch_pixels[..n * image_len], &batch_labels[..n], lr, step);
+            network.train_step(&mut ws, &mut optimizer, &batch_pixels[..n * image_len], &batch_labels[..n], lr, step);
             step += 1;
-            loss_sum += s.loss_sum as f64;
-            correct += s.correct as u64;
-            seen += n;
-            win_loss += s.loss_sum as f64;
-            win_correct += s.correct as u64;
-            win_seen += n;
             bar.inc(n as u64);
+            // The steps' loss and accuracy stay on the device until a report needs them.
             if (bi + 1) % log_every == 0 || bi + 1 == steps_per_epoch {
+                for s in ws.take_stats() {
+                    loss_sum += s.loss_sum as f64;
+                    correct += s.correct as u64;
+                    seen += s.examples;
+                    win_loss += s.loss_sum as f64;
+                    win_correct += s.correct as u64;
+                    win_seen += s.examples;
+                }
                 if !win_loss.is_finite() {
                     bar.abandon();
                     bail!("training diverged: the loss is {} at epoch {epoch}, step {step}; lower train.learning_rate", win_loss);

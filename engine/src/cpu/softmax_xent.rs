@@ -33,10 +33,10 @@ pub fn softmax(n: usize, classes: usize, logits: &[f32], probs: &mut [f32]) {
     }
 }
 
-/// Row-wise index of the largest value (the first one on ties).
-pub fn argmax(n: usize, classes: usize, logits: &[f32], out: &mut [u32]) {
+/// Row-wise index of the largest value (the first one on ties), as a float (exact below 2^24).
+pub fn argmax_f32(n: usize, classes: usize, logits: &[f32], out: &mut [f32]) {
     for (row, o) in logits.chunks(classes).zip(out.iter_mut()).take(n) {
-        *o = max_and_argmax(row).1 as u32;
+        *o = max_and_argmax(row).1 as f32;
     }
 }
 

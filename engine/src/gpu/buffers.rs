@@ -1,33 +1,81 @@
 //! GPU memory: tensor buffers (allocated once by their owners), and a pool of grow-only scratch
-//! buffers (split-K partial products, per-row loss values, staged pixels, readback staging)
+//! buffers (split-K partial products, staged pixels, readback staging)
 //! shared by every dispatch of a device.
 
 use std::sync::{Mutex, MutexGuard};
 
 use super::context::GpuDevice;
 
-/// A tensor's storage on the GPU.
+/// A tensor's storage on the GPU: a whole buffer, or one range of a buffer packed with others
+/// (so that one dispatch can update every parameter).
 pub struct GpuBuffer {
     pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
     pub(crate) device: GpuDevice,
+}
+
+/// A range of a buffer, as a kernel binds it or a copy reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BufRef<'a> {
+    pub(crate) buffer: &'a wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+impl<'a> BufRef<'a> {
+    pub(crate) fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Self { buffer, offset: 0, size: buffer.size() }
+    }
+
+    pub(crate) fn binding(self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: self.buffer, offset: self.offset, size: wgpu::BufferSize::new(self.size) })
+    }
+}
+
+fn tensor_buffer(device: &GpuDevice, bytes: u64) -> wgpu::Buffer {
+    device.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tensor"),
+        size: bytes.max(4).next_multiple_of(4),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
 
 impl GpuBuffer {
     /// A zero-filled buffer of at least `bytes` bytes (wgpu zero-initialises new buffers).
     pub(crate) fn zeroed(device: &GpuDevice, bytes: u64) -> Self {
-        let buffer = device.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tensor"),
-            size: bytes.max(4).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        Self { buffer, device: device.clone() }
+        let buffer = tensor_buffer(device, bytes);
+        Self { offset: 0, size: buffer.size(), buffer, device: device.clone() }
+    }
+
+    /// Zero-filled ranges of one buffer, one per entry of `bytes`, each at an offset a binding
+    /// may start at; and the whole buffer (the gaps stay zero).
+    pub(crate) fn packed(device: &GpuDevice, bytes: &[u64]) -> (Vec<Self>, Self) {
+        let align = u64::from(device.ctx.limits.min_storage_buffer_offset_alignment).max(4);
+        let mut offsets = Vec::with_capacity(bytes.len());
+        let mut end = 0u64;
+        for &len in bytes {
+            offsets.push(end);
+            end = (end + len.max(4).next_multiple_of(4)).next_multiple_of(align);
+        }
+        let whole = Self::zeroed(device, end);
+        let parts = offsets
+            .into_iter()
+            .zip(bytes)
+            .map(|(offset, &len)| Self { buffer: whole.buffer.clone(), offset, size: len.max(4).next_multiple_of(4), device: device.clone() })
+            .collect();
+        (parts, whole)
+    }
+
+    pub(crate) fn view(&self) -> BufRef<'_> {
+        BufRef { buffer: &self.buffer, offset: self.offset, size: self.size }
     }
 }
 
 impl std::fmt::Debug for GpuBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuBuffer({} bytes)", self.buffer.size())
+        write!(f, "GpuBuffer({} bytes at {})", self.size, self.offset)
     }
 }
 
@@ -35,12 +83,11 @@ impl std::fmt::Debug for GpuBuffer {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Scratch {
     SplitPartials,
-    RowStats,
     Pixels,
 }
 
 pub(crate) struct BufferPool {
-    scratch: Mutex<[Option<wgpu::Buffer>; 3]>,
+    scratch: Mutex<[Option<wgpu::Buffer>; 2]>,
     readback: Mutex<Option<wgpu::Buffer>>,
     /// Bound where a kernel's optional input or output is unused.
     pub(crate) unused_input: wgpu::Buffer,
@@ -58,7 +105,7 @@ impl BufferPool {
             })
         };
         Self {
-            scratch: Mutex::new([None, None, None]),
+            scratch: Mutex::new([None, None]),
             readback: Mutex::new(None),
             unused_input: small("unused input"),
             unused_output: small("unused output"),

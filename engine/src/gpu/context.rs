@@ -137,6 +137,11 @@ impl GpuDevice {
         self.ctx.recorder.lock().unwrap_or_else(|e| e.into_inner()).forget_bind_groups();
     }
 
+    /// Submits everything recorded so far, without waiting for it.
+    pub fn submit(&self) {
+        self.ctx.flush();
+    }
+
     /// Submits everything recorded so far and waits for the device to finish it.
     pub fn synchronize(&self) {
         self.ctx.flush();

@@ -1,19 +1,13 @@
 //! Dispatcher for shaders/conv2d.wgsl: each pass is one implicit matrix product.
 
+use super::buffers::BufRef;
 use super::context::GpuContext;
-use super::gemm::{Gemm, Operands};
+use super::gemm::{Finish, Gemm, Operands};
 use super::kernels::Kernel;
-use crate::backend::Conv2dGeometry;
+use crate::backend::{Conv2dGeometry, Epilogue, GradMask};
 
-pub(crate) fn forward(
-    ctx: &GpuContext,
-    g: &Conv2dGeometry,
-    n: usize,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: BufRef, w: BufRef, b: BufRef, epilogue: &Epilogue, y: BufRef) {
     Gemm {
         kernel: Kernel::ConvForward,
         m: n * g.positions(),
@@ -25,11 +19,13 @@ pub(crate) fn forward(
         bias: Some(b),
         out: y,
         ones_out: None,
+        finish: Finish::Activation(epilogue),
     }
     .run(ctx);
 }
 
-pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy: &wgpu::Buffer, w: &wgpu::Buffer, dx: &wgpu::Buffer) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy: BufRef, w: BufRef, mask: Option<&GradMask>, dx: BufRef) {
     Gemm {
         kernel: Kernel::ConvBackwardInput,
         m: n * g.in_h * g.in_w,
@@ -41,20 +37,14 @@ pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy:
         bias: None,
         out: dx,
         ones_out: None,
+        finish: mask.map_or(Finish::Plain, Finish::Gradient),
     }
     .run(ctx);
 }
 
 /// Writes the weight gradient into `dw` and the bias gradient into `db`.
-pub(crate) fn backward_weight(
-    ctx: &GpuContext,
-    g: &Conv2dGeometry,
-    n: usize,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dw: &wgpu::Buffer,
-    db: &wgpu::Buffer,
-) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_weight(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: BufRef, dy: BufRef, dw: BufRef, db: BufRef) {
     Gemm {
         kernel: Kernel::ConvBackwardWeight,
         m: g.patch_len(),
@@ -66,6 +56,7 @@ pub(crate) fn backward_weight(
         bias: None,
         out: dw,
         ones_out: Some(db),
+        finish: Finish::Plain,
     }
     .run(ctx);
 }

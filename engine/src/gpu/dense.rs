@@ -1,11 +1,13 @@
 //! Dispatcher for shaders/dense.wgsl: dense layers (`W: [inputs, outputs]`) and plain products,
 //! all one strided matrix product.
 
+use super::buffers::BufRef;
 use super::context::GpuContext;
-use super::gemm::{Gemm, MatrixLayout, Operands};
+use super::gemm::{Finish, Gemm, MatrixLayout, Operands};
 use super::kernels::Kernel;
+use crate::backend::{Epilogue, GradMask};
 
-fn strided<'a>(m: usize, n: usize, k: usize, a: (&'a wgpu::Buffer, MatrixLayout), b: (&'a wgpu::Buffer, MatrixLayout)) -> Gemm<'a> {
+fn strided<'a>(m: usize, n: usize, k: usize, a: (BufRef<'a>, MatrixLayout), b: (BufRef<'a>, MatrixLayout)) -> Gemm<'a> {
     Gemm {
         kernel: Kernel::Matmul,
         m,
@@ -17,41 +19,47 @@ fn strided<'a>(m: usize, n: usize, k: usize, a: (&'a wgpu::Buffer, MatrixLayout)
         bias: None,
         out: a.0,
         ones_out: None,
+        finish: Finish::Plain,
     }
 }
 
 /// `C[m, n] = A[m, k] * B[k, n]`, all row-major.
-pub(crate) fn matmul(ctx: &GpuContext, m: usize, n: usize, k: usize, a: &wgpu::Buffer, b: &wgpu::Buffer, c: &wgpu::Buffer) {
+pub(crate) fn matmul(ctx: &GpuContext, m: usize, n: usize, k: usize, a: BufRef, b: BufRef, c: BufRef) {
     Gemm { out: c, ..strided(m, n, k, (a, MatrixLayout::row_major(k)), (b, MatrixLayout::row_major(n))) }.run(ctx);
 }
 
-/// `y = x W + b`.
+/// `y = epilogue(x W + b)`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     ctx: &GpuContext,
     n: usize,
     inputs: usize,
     outputs: usize,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: BufRef,
+    w: BufRef,
+    b: BufRef,
+    epilogue: &Epilogue,
+    y: BufRef,
 ) {
     let product = strided(n, outputs, inputs, (x, MatrixLayout::row_major(inputs)), (w, MatrixLayout::row_major(outputs)));
-    Gemm { bias: Some(b), out: y, ..product }.run(ctx);
+    Gemm { bias: Some(b), out: y, finish: Finish::Activation(epilogue), ..product }.run(ctx);
 }
 
-/// `dx = dy W^T`.
+/// `dx = mask(dy W^T)`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_input(
     ctx: &GpuContext,
     n: usize,
     inputs: usize,
     outputs: usize,
-    dy: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    dx: &wgpu::Buffer,
+    dy: BufRef,
+    w: BufRef,
+    mask: Option<&GradMask>,
+    dx: BufRef,
 ) {
     let product = strided(n, inputs, outputs, (dy, MatrixLayout::row_major(outputs)), (w, MatrixLayout::transposed(outputs)));
-    Gemm { out: dx, ..product }.run(ctx);
+    let finish = mask.map_or(Finish::Plain, Finish::Gradient);
+    Gemm { out: dx, finish, ..product }.run(ctx);
 }
 
 /// `dW = x^T dy` and `db = 1^T dy`.
@@ -61,10 +69,10 @@ pub(crate) fn backward_weight(
     n: usize,
     inputs: usize,
     outputs: usize,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dw: &wgpu::Buffer,
-    db: &wgpu::Buffer,
+    x: BufRef,
+    dy: BufRef,
+    dw: BufRef,
+    db: BufRef,
 ) {
     let product = strided(inputs, outputs, n, (x, MatrixLayout::transposed(inputs)), (dy, MatrixLayout::row_major(outputs)));
     Gemm { out: dw, ones_out: Some(db), ..product }.run(ctx);

@@ -1,11 +1,12 @@
 //! Dispatch of the tiled matrix product (shaders/gemm_tile.wgsl) behind dense and conv2d:
 //! tiling, the split-K decision and the reduction of split partial products.
 
-use super::buffers::Scratch;
+use super::buffers::{BufRef, Scratch};
 use super::context::GpuContext;
 use super::counters::GemmShape;
 use super::kernels::{Kernel, entry_point};
-use crate::backend::Conv2dGeometry;
+use super::params::{self, ACT_NONE, ACT_RELU, ACT_RELU_MASK, u};
+use crate::backend::{Conv2dGeometry, Epilogue, GradMask};
 
 const TILE: usize = 64;
 const TILE_K: usize = 16;
@@ -39,19 +40,31 @@ pub(crate) enum Operands<'g> {
     Conv(&'g Conv2dGeometry),
 }
 
-/// One product `C[m, n] = A * B (+ bias)`; with `ones_out`, A gets an extra row of ones and
-/// that row of C (the column sums of B: a bias gradient) is written to `ones_out`.
+/// What the product's epilogue does after the sum (see gemm_tile.wgsl): on an activation, a
+/// fused ReLU and dropout; on a gradient, their masks.
+#[derive(Clone, Copy, Default)]
+pub(crate) enum Finish<'a> {
+    #[default]
+    Plain,
+    Activation(&'a Epilogue),
+    Gradient(&'a GradMask<'a>),
+}
+
+/// One product `C[m, n] = A * B (+ bias)`, finished by `finish`; with `ones_out`, A gets an
+/// extra row of ones and that row of C (the column sums of B: a bias gradient) is written to
+/// `ones_out`.
 pub(crate) struct Gemm<'a> {
     pub(crate) kernel: Kernel,
     pub(crate) m: usize,
     pub(crate) n: usize,
     pub(crate) k: usize,
     pub(crate) operands: Operands<'a>,
-    pub(crate) a: &'a wgpu::Buffer,
-    pub(crate) b: &'a wgpu::Buffer,
-    pub(crate) bias: Option<&'a wgpu::Buffer>,
-    pub(crate) out: &'a wgpu::Buffer,
-    pub(crate) ones_out: Option<&'a wgpu::Buffer>,
+    pub(crate) a: BufRef<'a>,
+    pub(crate) b: BufRef<'a>,
+    pub(crate) bias: Option<BufRef<'a>>,
+    pub(crate) out: BufRef<'a>,
+    pub(crate) ones_out: Option<BufRef<'a>>,
+    pub(crate) finish: Finish<'a>,
 }
 
 /// Number of reduction splits and the length of each.
@@ -69,10 +82,6 @@ fn issued_k(k: usize, chunk: usize) -> usize {
     (0..k).step_by(chunk.max(1)).map(|start| (k - start).min(chunk).next_multiple_of(TILE_K)).sum()
 }
 
-fn u(v: usize) -> u32 {
-    u32::try_from(v).expect("GPU tensor dimensions fit in u32")
-}
-
 impl Gemm<'_> {
     pub(crate) fn run(&self, ctx: &GpuContext) {
         let rows = self.m + self.ones_out.is_some() as usize;
@@ -82,39 +91,50 @@ impl Gemm<'_> {
         let tiles_n = self.n.div_ceil(TILE);
         let tiles = rows.div_ceil(TILE) * tiles_n;
         let (splits, chunk) = split(tiles, self.k);
-        let reduce = splits > 1 || self.ones_out.is_some();
 
-        let (strided, conv) = match self.operands {
-            Operands::Strided { a, b } => ([a.row_stride, a.col_stride, b.row_stride, b.col_stride], Conv2dGeometry::default()),
-            Operands::Conv(g) => ([0; 4], *g),
+        let mut params = params::Gemm {
+            m: u(rows),
+            n: u(self.n),
+            k: u(self.k),
+            k_chunk: u(chunk),
+            splits: u(splits),
+            tiles_n: u(tiles_n),
+            tiles: u(tiles),
+            has_bias: self.bias.is_some() as u32,
+            ones_row: if self.ones_out.is_some() { u(self.m) } else { NONE },
+            ..Default::default()
         };
-        let mut params = [
-            u(rows),
-            u(self.n),
-            u(self.k),
-            u(chunk),
-            u(splits),
-            u(tiles_n),
-            u(tiles),
-            (self.bias.is_some() && !reduce) as u32,
-            if self.ones_out.is_some() { u(self.m) } else { NONE },
-            u(strided[0]),
-            u(strided[1]),
-            u(strided[2]),
-            u(strided[3]),
-            u(conv.in_h),
-            u(conv.in_w),
-            u(conv.in_c),
-            u(conv.out_h),
-            u(conv.out_w),
-            u(conv.out_c),
-            u(conv.kernel_h),
-            u(conv.kernel_w),
-            u(conv.stride_h),
-            u(conv.stride_w),
-            u(conv.pad_top),
-            u(conv.pad_left),
-        ];
+        match self.operands {
+            Operands::Strided { a, b } => {
+                (params.a_rs, params.a_cs, params.b_rs, params.b_cs) = (u(a.row_stride), u(a.col_stride), u(b.row_stride), u(b.col_stride));
+            }
+            Operands::Conv(g) => {
+                (params.in_h, params.in_w, params.in_c) = (u(g.in_h), u(g.in_w), u(g.in_c));
+                (params.out_h, params.out_w, params.out_c) = (u(g.out_h), u(g.out_w), u(g.out_c));
+                (params.kernel_h, params.kernel_w, params.stride_h, params.stride_w) =
+                    (u(g.kernel_h), u(g.kernel_w), u(g.stride_h), u(g.stride_w));
+                (params.pad_top, params.pad_left) = (u(g.pad_top), u(g.pad_left));
+            }
+        }
+        let pool = &ctx.buffers;
+        let unused = BufRef::whole(&pool.unused_input);
+        let mut act = unused;
+        let epilogue = match self.finish {
+            Finish::Plain => Epilogue::default(),
+            Finish::Activation(e) => {
+                params.activation = if e.relu { ACT_RELU } else { ACT_NONE };
+                *e
+            }
+            Finish::Gradient(mask) => {
+                if mask.epilogue.relu {
+                    params.activation = ACT_RELU_MASK;
+                    act = mask.activation.gpu();
+                }
+                mask.epilogue
+            }
+        };
+        (params.dropout, params.drop_base, params.drop_threshold, params.drop_scale) = params::dropout_fields(&epilogue);
+
         ctx.counters.log_gemm(|| GemmShape {
             kernel: entry_point(self.kernel as usize),
             m: self.m,
@@ -124,22 +144,23 @@ impl Gemm<'_> {
             splits,
             useful_fma: (rows * self.n * self.k) as u64,
             issued_fma: (rows.div_ceil(TILE) * TILE * tiles_n * TILE * issued_k(self.k, chunk)) as u64,
-            reduce_pass: reduce,
+            reduce_pass: splits > 1,
         });
-        let pool = &ctx.buffers;
-        let bias = self.bias.unwrap_or(&pool.unused_input);
-        if !reduce {
-            ctx.dispatch(self.kernel, &params, &[(1, self.a), (2, self.b), (3, bias), (4, self.out)], tiles);
+        let bias = self.bias.unwrap_or(unused);
+        let ones_out = self.ones_out.unwrap_or(BufRef::whole(&pool.unused_output));
+        let finished = [(3, bias), (5, ones_out), (6, act)];
+        if splits == 1 {
+            let bindings = [(1, self.a), (2, self.b), (4, self.out), finished[0], finished[1], finished[2]];
+            ctx.dispatch(self.kernel, &params, &bindings, tiles);
             return;
         }
         let partials = pool.scratch(&ctx.device, Scratch::SplitPartials, (splits * rows * self.n * 4) as u64);
-        ctx.dispatch(self.kernel, &params, &[(1, self.a), (2, self.b), (3, &pool.unused_input), (4, &partials)], tiles * splits);
-        params[7] = self.bias.is_some() as u32;
-        let ones_out = self.ones_out.unwrap_or(&pool.unused_output);
+        let partials = BufRef::whole(&partials);
+        ctx.dispatch(self.kernel, &params, &[(1, self.a), (2, self.b), (4, partials), finished[0], finished[1], finished[2]], tiles * splits);
         ctx.dispatch(
             Kernel::ReduceSplits,
             &params,
-            &[(1, &partials), (3, bias), (4, self.out), (5, ones_out)],
+            &[(1, partials), (4, self.out), finished[0], finished[1], finished[2]],
             (rows * self.n).div_ceil(256),
         );
     }

@@ -100,3 +100,40 @@ pub fn shader_constant(file: &str, name: &str) -> Option<u32> {
         _ => None,
     }
 }
+
+/// A member of a WGSL struct: name, byte offset, size, and scalar type as Rust spells it.
+#[derive(Clone, Debug)]
+pub struct StructMember {
+    pub name: String,
+    pub offset: u32,
+    pub size: u32,
+    pub scalar: &'static str,
+}
+
+/// The members of struct `name` in shader file `file`, as naga lays it out.
+pub fn uniform_struct(file: &str, name: &str) -> Option<Vec<StructMember>> {
+    let (_, source) = shader_modules().into_iter().find(|(f, _)| *f == file)?;
+    let (module, _) = parse(file, &source);
+    let (_, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name))?;
+    let naga::TypeInner::Struct { members, .. } = &ty.inner else { return None };
+    let scalar = |ty: Handle<naga::Type>| match module.types[ty].inner {
+        naga::TypeInner::Scalar(s) => match (s.kind, s.width) {
+            (ScalarKind::Uint, 4) => "u32",
+            (ScalarKind::Sint, 4) => "i32",
+            (ScalarKind::Float, 4) => "f32",
+            _ => "other",
+        },
+        _ => "not a scalar",
+    };
+    Some(
+        members
+            .iter()
+            .map(|m| StructMember {
+                name: m.name.clone().unwrap_or_default(),
+                offset: m.offset,
+                size: module.types[m.ty].inner.size(module.to_ctx()),
+                scalar: scalar(m.ty),
+            })
+            .collect(),
+    )
+}

@@ -2,6 +2,7 @@
 
 use crate::error::{EngineError, Result};
 
+const HASH: &str = include_str!("../../../shaders/hash.wgsl");
 const GEMM_TILE: &str = include_str!("../../../shaders/gemm_tile.wgsl");
 const DENSE: &str = include_str!("../../../shaders/dense.wgsl");
 const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
@@ -24,16 +25,14 @@ pub(crate) enum Kernel {
     ReluBackward,
     Dropout,
     NormalizeU8,
-    XentForwardBackward,
-    XentReduce,
-    Softmax,
-    Argmax,
+    Xent,
+    Predict,
     Sgd,
     Momentum,
     Adam,
 }
 
-/// Shader files, as compiled: the tiled product is prepended to its users.
+/// Shader files, as compiled: the tiled product and the dropout hash are prepended to their users.
 #[derive(Clone, Copy)]
 enum Module {
     Dense,
@@ -60,17 +59,17 @@ impl Module {
 
     fn source(self) -> String {
         match self {
-            Module::Dense => format!("{GEMM_TILE}\n{DENSE}"),
-            Module::Conv2d => format!("{GEMM_TILE}\n{CONV2D}"),
-            Module::Pool => POOL.to_string(),
-            Module::Elementwise => ELEMENTWISE.to_string(),
+            Module::Dense => format!("{HASH}\n{GEMM_TILE}\n{DENSE}"),
+            Module::Conv2d => format!("{HASH}\n{GEMM_TILE}\n{CONV2D}"),
+            Module::Pool => format!("{HASH}\n{POOL}"),
+            Module::Elementwise => format!("{HASH}\n{ELEMENTWISE}"),
             Module::SoftmaxXent => SOFTMAX_XENT.to_string(),
             Module::Optim => OPTIM.to_string(),
         }
     }
 }
 
-pub(crate) const KERNEL_COUNT: usize = 18;
+pub(crate) const KERNEL_COUNT: usize = 16;
 
 const KERNELS: [(Kernel, Module, &str); KERNEL_COUNT] = [
     (Kernel::Matmul, Module::Dense, "matmul"),
@@ -84,10 +83,8 @@ const KERNELS: [(Kernel, Module, &str); KERNEL_COUNT] = [
     (Kernel::ReluBackward, Module::Elementwise, "relu_backward"),
     (Kernel::Dropout, Module::Elementwise, "dropout"),
     (Kernel::NormalizeU8, Module::Elementwise, "normalize_u8"),
-    (Kernel::XentForwardBackward, Module::SoftmaxXent, "xent_forward_backward"),
-    (Kernel::XentReduce, Module::SoftmaxXent, "xent_reduce"),
-    (Kernel::Softmax, Module::SoftmaxXent, "softmax"),
-    (Kernel::Argmax, Module::SoftmaxXent, "argmax"),
+    (Kernel::Xent, Module::SoftmaxXent, "xent"),
+    (Kernel::Predict, Module::SoftmaxXent, "predict"),
     (Kernel::Sgd, Module::Optim, "sgd"),
     (Kernel::Momentum, Module::Optim, "momentum"),
     (Kernel::Adam, Module::Optim, "adam"),

@@ -8,6 +8,7 @@ mod context;
 mod counters;
 pub mod inspect;
 mod kernels;
+mod params;
 mod recorder;
 
 pub(crate) mod conv2d;
@@ -18,6 +19,7 @@ pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod softmax_xent;
 
+pub(crate) use buffers::BufRef;
 pub use buffers::GpuBuffer;
 pub use context::{AdapterPolicy, GpuDevice};
 pub use counters::{GemmShape, GpuCounters};

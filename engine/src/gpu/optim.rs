@@ -1,27 +1,36 @@
 //! Dispatcher for shaders/optim.wgsl.
 
+use super::buffers::BufRef;
 use super::context::GpuContext;
 use super::kernels::Kernel;
+use super::params::{Update, u};
 use crate::backend::UpdateRule;
 
 /// Applies `rule` to `param` with `grad` and the rule's state buffers (none, velocity, or m and v).
-pub(crate) fn update(ctx: &GpuContext, rule: UpdateRule, len: usize, param: &wgpu::Buffer, grad: &wgpu::Buffer, state: &[&wgpu::Buffer]) {
-    let len32 = u32::try_from(len).expect("parameter counts fit in u32");
-    let f = f32::to_bits;
+pub(crate) fn update(ctx: &GpuContext, rule: UpdateRule, len: usize, param: BufRef, grad: BufRef, state: &[BufRef]) {
     let groups = len.div_ceil(256);
+    let base = Update { len: u(len), ..Default::default() };
     match (rule, state) {
         (UpdateRule::Sgd { lr, weight_decay }, []) => {
-            let params = [len32, 0, f(lr), f(weight_decay), 0, 0, 0, 0, 0];
-            ctx.dispatch(Kernel::Sgd, &params, &[(1, param), (2, grad)], groups);
+            ctx.dispatch(Kernel::Sgd, &Update { lr, weight_decay, ..base }, &[(1, param), (2, grad)], groups);
         }
         (UpdateRule::Momentum { lr, momentum, nesterov, weight_decay }, [v]) => {
-            let params = [len32, nesterov as u32, f(lr), f(weight_decay), f(momentum), 0, 0, 0, 0];
-            ctx.dispatch(Kernel::Momentum, &params, &[(1, param), (2, grad), (3, v)], groups);
+            let params = Update { variant: nesterov as u32, lr, weight_decay, beta1: momentum, ..base };
+            ctx.dispatch(Kernel::Momentum, &params, &[(1, param), (2, grad), (3, *v)], groups);
         }
         (UpdateRule::Adam(s), [m, v]) => {
-            let params =
-                [len32, s.decoupled as u32, f(s.lr), f(s.weight_decay), f(s.beta1), f(s.beta2), f(s.epsilon), f(s.bias1), f(s.bias2)];
-            ctx.dispatch(Kernel::Adam, &params, &[(1, param), (2, grad), (3, m), (4, v)], groups);
+            let params = Update {
+                variant: s.decoupled as u32,
+                lr: s.lr,
+                weight_decay: s.weight_decay,
+                beta1: s.beta1,
+                beta2: s.beta2,
+                epsilon: s.epsilon,
+                bias1: s.bias1,
+                bias2: s.bias2,
+                ..base
+            };
+            ctx.dispatch(Kernel::Adam, &params, &[(1, param), (2, grad), (3, *m), (4, *v)], groups);
         }
         (rule, state) => panic!("optimizer state of {} tensors does not fit {rule:?}", state.len()),
     }

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
+use super::buffers::BufRef;
 use super::context::GpuContext;
 use super::counters::Counters;
 use super::kernels::Kernel;
+use super::params::KernelParams;
 
 /// Bytes per uniform slot: the largest offset alignment any adapter may demand.
 const UNIFORM_SLOT: u64 = 256;
@@ -14,7 +16,7 @@ const UNIFORM_SLOTS: u64 = 2048;
 const MAX_BINDINGS: usize = 10;
 const MAX_CACHED_BIND_GROUPS: usize = 4096;
 
-type BindKey = (Kernel, u64, [Option<wgpu::Buffer>; MAX_BINDINGS]);
+type BindKey = (Kernel, u64, [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS]);
 
 pub(crate) struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -89,15 +91,16 @@ impl GpuContext {
 
     /// Records `kernel` over `workgroups` workgroups (numbered linearly across x and y, so no
     /// dimension exceeds the adapter's limit). `params` fill the uniform at binding 0;
-    /// `bindings` are (binding, buffer) for the storage buffers the entry point uses.
-    pub(crate) fn dispatch(&self, kernel: Kernel, params: &[u32], bindings: &[(u32, &wgpu::Buffer)], workgroups: usize) {
+    /// `bindings` are (binding, buffer range) for the storage buffers the entry point uses.
+    pub(crate) fn dispatch<P: KernelParams>(&self, kernel: Kernel, params: &P, bindings: &[(u32, BufRef)], workgroups: usize) {
         if workgroups == 0 {
             return;
         }
         let max = self.limits.max_compute_workgroups_per_dimension as usize;
         let (x, y) = (workgroups.min(max), workgroups.div_ceil(max));
         assert!(y <= max, "{workgroups} workgroups exceed the adapter's {max} x {max} grid");
-        assert!(params.len() * 4 <= UNIFORM_SLOT as usize, "kernel parameters exceed one uniform slot");
+        let params = bytemuck::bytes_of(params);
+        assert!(params.len() <= UNIFORM_SLOT as usize, "kernel parameters exceed one uniform slot");
 
         let mut rec = self.recorder();
         if rec.slots_used == UNIFORM_SLOTS {
@@ -106,11 +109,11 @@ impl GpuContext {
         let slot = rec.slots_used;
         rec.slots_used += 1;
         let at = (slot * UNIFORM_SLOT) as usize;
-        rec.uniforms[at..at + params.len() * 4].copy_from_slice(bytemuck::cast_slice(params));
+        rec.uniforms[at..at + params.len()].copy_from_slice(params);
 
-        let mut buffers: [Option<wgpu::Buffer>; MAX_BINDINGS] = Default::default();
-        for &(binding, buffer) in bindings {
-            buffers[binding as usize] = Some(buffer.clone());
+        let mut buffers: [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS] = Default::default();
+        for &(binding, range) in bindings {
+            buffers[binding as usize] = Some((range.buffer.clone(), range.offset, range.size));
         }
         let key: BindKey = (kernel, slot, buffers);
         if !rec.bind_groups.contains_key(&key) {
@@ -128,7 +131,7 @@ impl GpuContext {
         self.counters.dispatched(kernel as usize);
     }
 
-    fn create_bind_group(&self, kernel: Kernel, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
+    fn create_bind_group(&self, kernel: Kernel, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, BufRef)]) -> wgpu::BindGroup {
         let mut entries = Vec::with_capacity(bindings.len() + 1);
         entries.push(wgpu::BindGroupEntry {
             binding: 0,
@@ -138,7 +141,7 @@ impl GpuContext {
                 size: wgpu::BufferSize::new(UNIFORM_SLOT),
             }),
         });
-        entries.extend(bindings.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }));
+        entries.extend(bindings.iter().map(|&(binding, range)| wgpu::BindGroupEntry { binding, resource: range.binding() }));
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &self.kernels.get(kernel).get_bind_group_layout(0),
@@ -152,24 +155,25 @@ impl GpuContext {
     }
 
     /// Overwrites the start of `dst` with `data`, after everything recorded before.
-    pub(crate) fn write(&self, dst: &wgpu::Buffer, data: &[u8]) {
+    pub(crate) fn write(&self, dst: BufRef, data: &[u8]) {
+        assert!(data.len() as u64 <= dst.size, "writing {} bytes into a {}-byte range", data.len(), dst.size);
         let mut rec = self.recorder();
         // Queue writes land before the next submission: commands already recorded must go first.
         rec.submit(&self.queue, &self.counters);
         Counters::add(&self.counters.bytes_written, data.len() as u64);
         let whole = data.len() / 4 * 4;
         if whole > 0 {
-            self.queue.write_buffer(dst, 0, &data[..whole]);
+            self.queue.write_buffer(dst.buffer, dst.offset, &data[..whole]);
         }
         if whole < data.len() {
             let mut tail = [0u8; 4];
             tail[..data.len() - whole].copy_from_slice(&data[whole..]);
-            self.queue.write_buffer(dst, whole as u64, &tail);
+            self.queue.write_buffer(dst.buffer, dst.offset + whole as u64, &tail);
         }
     }
 
     /// Runs everything recorded, then copies the start of `src` into `out`.
-    pub(crate) fn read(&self, src: &wgpu::Buffer, out: &mut [u8]) {
+    pub(crate) fn read(&self, src: BufRef, out: &mut [u8]) {
         if out.is_empty() {
             return;
         }
@@ -178,7 +182,7 @@ impl GpuContext {
         let staging = staging.as_ref().expect("readback buffer exists");
         {
             let mut rec = self.recorder();
-            rec.encoder(&self.device).copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+            rec.encoder(&self.device).copy_buffer_to_buffer(src.buffer, src.offset, staging, 0, bytes);
             rec.submit(&self.queue, &self.counters);
         }
         Counters::add(&self.counters.blocking_maps, 1);

@@ -2,8 +2,8 @@
 //! backward passes, and one training step.
 
 use super::spec::{LayerKind, ModelSpec};
-use super::workspace::{Workspace, pair, pair_mut};
-use crate::backend::{Conv2dGeometry, PoolGeometry};
+use super::workspace::{STATS_SLOTS, Workspace, pair, pair_mut};
+use crate::backend::{Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::optim::Optimizer;
@@ -29,6 +29,22 @@ enum Op {
     Flatten,
 }
 
+impl Op {
+    /// ReLU, dropout and flatten work in place on their input's slot.
+    fn is_in_place(&self) -> bool {
+        matches!(self, Op::Relu | Op::Dropout { .. } | Op::Flatten)
+    }
+}
+
+/// A run of element-wise layers (a ReLU, at most one dropout) as its neighbours' kernels apply
+/// it: the producer's epilogue in the forward, the consumer's gradient mask in the backward.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Fused {
+    relu: bool,
+    /// (dropout layer id, rate)
+    dropout: Option<(u32, f32)>,
+}
+
 /// A layer placed on activation slots.
 struct Stage {
     op: Op,
@@ -36,6 +52,14 @@ struct Stage {
     output: usize,
     /// Values per example in the output slot.
     out_len: usize,
+    /// Conv2d and dense: the element-wise layers after this one, applied as its epilogue.
+    epilogue: Fused,
+    /// Conv2d, dense and max-pool: the gradient masks of the element-wise layers between this
+    /// layer and its input's producer, applied as this layer writes its input's gradient.
+    input_mask: Option<Fused>,
+    /// ReLU and dropout: run by the producer's epilogue / by the consumer's backward.
+    forward_fused: bool,
+    backward_fused: bool,
 }
 
 /// What one training step reports (the only values read back).
@@ -51,6 +75,8 @@ pub struct Network {
     device: Device,
     stages: Vec<Stage>,
     params: Vec<Param>,
+    /// On a GPU: one tensor spanning every parameter (see [`Tensor::zeros_packed`]).
+    param_arena: Option<Tensor>,
     slot_lens: Vec<usize>,
     dropout_seed: u32,
 }
@@ -68,16 +94,16 @@ impl Network {
     /// A network with freshly initialised parameters (Glorot-uniform weights, zero biases).
     pub fn new(spec: ModelSpec, device: Device, seed: u64) -> Result<Self> {
         let shapes = spec.parameters()?;
-        let mut params = Vec::with_capacity(shapes.len());
+        let mut values = Vec::with_capacity(shapes.len());
         for (i, (name, shape)) in shapes.into_iter().enumerate() {
-            let values = if name.ends_with(".bias") {
+            let data = if name.ends_with(".bias") {
                 vec![0.0; shape.iter().product()]
             } else {
                 glorot_uniform(&shape, seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             };
-            params.push(Param { value: Tensor::from_host(&device, &name, &shape, &values)?, name });
+            values.push((name, shape, data));
         }
-        Self::with_params(spec, device, params, seed)
+        Self::with_params(spec, device, values, seed)
     }
 
     /// A network with the given parameters (names and shapes must match the spec's).
@@ -89,20 +115,27 @@ impl Network {
                 message: format!("the architecture has {} parameter tensors, {} were given", expected.len(), values.len()),
             });
         }
-        let mut params = Vec::with_capacity(values.len());
-        for ((name, shape), (given_name, given_shape, data)) in expected.into_iter().zip(values) {
-            if name != given_name || shape != given_shape {
+        for ((name, shape), (given_name, given_shape, _)) in expected.into_iter().zip(&values) {
+            if name != *given_name || shape != *given_shape {
                 return Err(EngineError::Tensor {
-                    name: given_name,
+                    name: given_name.clone(),
                     message: format!("expected '{name}' of shape {shape:?}, got shape {given_shape:?}"),
                 });
             }
-            params.push(Param { value: Tensor::from_host(&device, &name, &shape, &data)?, name });
         }
-        Self::with_params(spec, device, params, 0)
+        Self::with_params(spec, device, values, 0)
     }
 
-    fn with_params(spec: ModelSpec, device: Device, params: Vec<Param>, seed: u64) -> Result<Self> {
+    /// Places `values` on the device: on a GPU, as ranges of one buffer (the arena), so one
+    /// optimizer dispatch updates every parameter.
+    fn with_params(spec: ModelSpec, device: Device, values: Vec<(String, Vec<usize>, Vec<f32>)>, seed: u64) -> Result<Self> {
+        let shapes: Vec<Vec<usize>> = values.iter().map(|(_, shape, _)| shape.clone()).collect();
+        let (tensors, param_arena) = Tensor::zeros_packed(&device, &shapes);
+        let mut params = Vec::with_capacity(values.len());
+        for (mut value, (name, _, data)) in tensors.into_iter().zip(values) {
+            value.write_host(&name, &data)?;
+            params.push(Param { name, value });
+        }
         let shapes = spec.shapes()?;
         let mut slot_lens = vec![shapes[0].len()];
         let mut stages = Vec::with_capacity(spec.layers.len());
@@ -140,11 +173,21 @@ impl Network {
                 slot_lens.push(output.len());
                 slot = slot_lens.len() - 1;
             }
-            stages.push(Stage { op, input: input_slot, output: slot, out_len: output.len() });
+            stages.push(Stage {
+                op,
+                input: input_slot,
+                output: slot,
+                out_len: output.len(),
+                epilogue: Fused::default(),
+                input_mask: None,
+                forward_fused: false,
+                backward_fused: false,
+            });
         }
         debug_assert_eq!(next_param, params.len());
+        plan_fusion(&mut stages);
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, slot_lens, dropout_seed })
+        Ok(Self { spec, device, stages, params, param_arena, slot_lens, dropout_seed })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -204,9 +247,10 @@ impl Network {
             act_grads,
             argmax,
             labels: Tensor::zeros(d, &[capacity]),
-            stats: Tensor::zeros(d, &[2]),
-            probs: Tensor::zeros(d, &[capacity, classes]),
-            classes: Tensor::zeros(d, &[capacity]),
+            stats: Tensor::zeros(d, &[STATS_SLOTS, 2]),
+            pending: Vec::new(),
+            collected: Vec::new(),
+            outputs: Tensor::zeros(d, &[capacity * (classes + 1)]),
             host_labels: vec![0; capacity],
         }
     }
@@ -234,7 +278,7 @@ impl Network {
             match &s.op {
                 Op::Conv2d { geom, weight, bias } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
-                    d.conv2d_forward(geom, n, x, &p[*weight].value, &p[*bias].value, y);
+                    d.conv2d_forward(geom, n, x, &p[*weight].value, &p[*bias].value, self.epilogue(s.epilogue, dropout_step), y);
                 }
                 Op::MaxPool { geom } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
@@ -242,8 +286,10 @@ impl Network {
                 }
                 Op::Dense { inputs, outputs, weight, bias } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
-                    d.dense_forward(n, *inputs, *outputs, x, &p[*weight].value, &p[*bias].value, y);
+                    let epilogue = self.epilogue(s.epilogue, dropout_step);
+                    d.dense_forward(n, *inputs, *outputs, x, &p[*weight].value, &p[*bias].value, epilogue, y);
                 }
+                _ if s.forward_fused => {}
                 Op::Relu => d.relu_forward(n * s.out_len, &mut ws.acts[s.output]),
                 Op::Dropout { rate, id } => {
                     if let Some(step) = dropout_step {
@@ -259,20 +305,30 @@ impl Network {
         DropoutKey { seed: self.dropout_seed, layer: id, step }
     }
 
+    /// The fused layers' work at `dropout_step` (`None`: inference, no dropout).
+    fn epilogue(&self, fused: Fused, dropout_step: Option<u32>) -> Epilogue {
+        let dropout = match (fused.dropout, dropout_step) {
+            (Some((id, rate)), Some(step)) => Some(Dropout { key: self.dropout_key(id, step), rate }),
+            _ => None,
+        };
+        Epilogue { relu: fused.relu, dropout }
+    }
+
     /// Backward pass from the logits' gradient (already in place) into `grads`, one per parameter.
     pub fn backward(&self, ws: &mut Workspace, grads: &mut [Tensor], n: usize, dropout_step: u32) {
         let d = &self.device;
         let p = &self.params;
         for (li, s) in self.stages.iter().enumerate().rev() {
             let needs_input_grad = s.input != 0;
+            let mask = s.input_mask.map(|f| GradMask { epilogue: self.epilogue(f, Some(dropout_step)), activation: &ws.acts[s.input] });
             match &s.op {
                 Op::Conv2d { geom, weight, bias } => {
                     let (dw, db) = pair_mut(grads, *weight, *bias);
                     let dy = ws.act_grads[s.output].as_ref().expect("training workspace");
                     d.conv2d_backward_weight(geom, n, &ws.acts[s.input], dy, dw, db);
                     if needs_input_grad {
-                        let (dy, dx) = grad_pair(ws, s.output, s.input);
-                        d.conv2d_backward_input(geom, n, dy, &p[*weight].value, dx);
+                        let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
+                        d.conv2d_backward_input(geom, n, dy, &p[*weight].value, mask, dx);
                     }
                 }
                 Op::Dense { inputs, outputs, weight, bias } => {
@@ -280,18 +336,18 @@ impl Network {
                     let dy = ws.act_grads[s.output].as_ref().expect("training workspace");
                     d.dense_backward_weight(n, *inputs, *outputs, &ws.acts[s.input], dy, dw, db);
                     if needs_input_grad {
-                        let (dy, dx) = grad_pair(ws, s.output, s.input);
-                        d.dense_backward_input(n, *inputs, *outputs, dy, &p[*weight].value, dx);
+                        let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
+                        d.dense_backward_input(n, *inputs, *outputs, dy, &p[*weight].value, mask, dx);
                     }
                 }
                 Op::MaxPool { geom } => {
                     if needs_input_grad {
                         let argmax = ws.argmax[li].as_ref().expect("pool argmax buffer");
-                        let (dy, dx) = pair(&mut ws.act_grads, s.output, s.input);
-                        let (dy, dx) = (dy.as_ref().expect("training workspace"), dx.as_mut().expect("training workspace"));
-                        d.max_pool_backward(geom, n, dy, argmax, dx);
+                        let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
+                        d.max_pool_backward(geom, n, dy, argmax, mask, dx);
                     }
                 }
+                _ if s.backward_fused => {}
                 Op::Relu if s.output != 0 => {
                     let dy = ws.act_grads[s.output].as_mut().expect("training workspace");
                     d.relu_backward(n * s.out_len, &ws.acts[s.output], dy);
@@ -305,9 +361,10 @@ impl Network {
         }
     }
 
-    /// One training step on `n` examples: upload, forward, loss, backward, optimizer update.
-    /// Reads back only the loss sum and the correct count.
-    pub fn train_step(&mut self, ws: &mut Workspace, opt: &mut Optimizer, pixels: &[u8], labels: &[u8], lr: f32, step: u32) -> StepStats {
+    /// One training step on `n` examples: upload, forward, loss, backward, optimizer update,
+    /// submitted without waiting. Nothing is read back: the loss sum and correct count stay on
+    /// the device until [`Workspace::take_stats`].
+    pub fn train_step(&mut self, ws: &mut Workspace, opt: &mut Optimizer, pixels: &[u8], labels: &[u8], lr: f32, step: u32) {
         let n = labels.len();
         assert!(ws.is_training(), "train_step needs a training workspace");
         assert_eq!(pixels.len(), n * self.input_len(), "pixels for {n} examples");
@@ -316,25 +373,27 @@ impl Network {
             *dst = l as u32;
         }
         ws.labels.write_host("labels", &ws.host_labels[..n]).expect("labels fit the workspace");
+        if ws.pending.len() == STATS_SLOTS {
+            ws.collect_stats();
+        }
         self.device.upload_images_u8(pixels, &mut ws.acts[0]);
         self.forward(ws, n, Some(step));
         let logits = self.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().expect("training workspace");
-        self.device.softmax_xent(n, self.num_classes(), &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats);
+        let slot = ws.pending.len();
+        self.device.softmax_xent(n, self.num_classes(), &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, slot);
+        ws.pending.push(n);
         self.backward(ws, opt.grads_mut(), n, step);
-        opt.apply(&self.device, &mut self.params, lr);
-        let mut stats = [0.0f32; 2];
-        ws.stats.read_host_into(&mut stats);
-        StepStats { loss_sum: stats[0], correct: stats[1] as u32, examples: n }
+        opt.apply(&self.device, &mut self.params, self.param_arena.as_mut(), lr);
+        self.device.submit();
     }
 
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class
-    /// probabilities and argmax classes into the workspace.
+    /// probabilities and argmax classes into the workspace's outputs.
     pub fn infer_uploaded(&self, ws: &mut Workspace, n: usize) {
         self.forward(ws, n, None);
         let logits = &ws.acts[self.logits_slot()];
-        self.device.softmax(n, self.num_classes(), logits, &mut ws.probs);
-        self.device.argmax(n, self.num_classes(), logits, &mut ws.classes);
+        self.device.predict(n, self.num_classes(), logits, &mut ws.outputs);
     }
 
     /// Uploads `n` float examples into slot 0.
@@ -348,8 +407,48 @@ impl Network {
     }
 }
 
-fn grad_pair(ws: &mut Workspace, dy_slot: usize, dx_slot: usize) -> (&Tensor, &mut Tensor) {
-    let (dy, dx) = pair(&mut ws.act_grads, dy_slot, dx_slot);
+/// Marks which runs of element-wise layers the neighbouring kernels absorb: a run with at most
+/// one dropout becomes the epilogue of a conv2d or dense before it, and the gradient mask of a
+/// conv2d, dense or max-pool after it. The rest run as their own kernels.
+fn plan_fusion(stages: &mut [Stage]) {
+    let mut i = 0;
+    while i < stages.len() {
+        if !stages[i].op.is_in_place() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < stages.len() && stages[i].op.is_in_place() {
+            i += 1;
+        }
+        let mut fused = Fused::default();
+        let mut dropouts = 0;
+        for s in &stages[start..i] {
+            match s.op {
+                Op::Relu => fused.relu = true,
+                Op::Dropout { rate, id } => {
+                    dropouts += 1;
+                    fused.dropout = Some((id, rate));
+                }
+                _ => {}
+            }
+        }
+        if dropouts > 1 || fused == Fused::default() {
+            continue;
+        }
+        if start > 0 && matches!(stages[start - 1].op, Op::Conv2d { .. } | Op::Dense { .. }) {
+            stages[start - 1].epilogue = fused;
+            stages[start..i].iter_mut().for_each(|s| s.forward_fused = true);
+        }
+        if i < stages.len() && stages[i].input != 0 && matches!(stages[i].op, Op::Conv2d { .. } | Op::Dense { .. } | Op::MaxPool { .. }) {
+            stages[i].input_mask = Some(fused);
+            stages[start..i].iter_mut().for_each(|s| s.backward_fused = true);
+        }
+    }
+}
+
+fn grad_pair(act_grads: &mut [Option<Tensor>], dy_slot: usize, dx_slot: usize) -> (&Tensor, &mut Tensor) {
+    let (dy, dx) = pair(act_grads, dy_slot, dx_slot);
     (dy.as_ref().expect("training workspace"), dx.as_mut().expect("training workspace"))
 }
 
@@ -408,7 +507,7 @@ mod tests {
         net.forward(ws, n, Some(step));
         let logits = net.logits_slot();
         let mut dz = Tensor::zeros(&net.device, &[n * 10]);
-        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats);
+        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats, 0);
         ws.stats.to_host()[0] / n as f32
     }
 
@@ -426,7 +525,7 @@ mod tests {
         let base = loss(&net, &mut ws, &x, n, step);
         let logits = net.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().unwrap();
-        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats);
+        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, 0);
         let mut grads: Vec<Tensor> = net.params.iter().map(|p| Tensor::zeros(&net.device, p.value.shape())).collect();
         net.backward(&mut ws, &mut grads, n, step);
         assert!(base.is_finite());

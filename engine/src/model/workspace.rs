@@ -1,7 +1,11 @@
 //! Buffers for one (network, batch capacity): activations, their gradients, pooling argmax,
 //! labels and the few values a step reports. Allocated once, reused every step.
 
+use super::network::StepStats;
 use crate::tensor::Tensor;
+
+/// Training steps whose `[loss sum, correct count]` wait on the device before a readback is forced.
+pub(crate) const STATS_SLOTS: usize = 1024;
 
 pub struct Workspace {
     pub(crate) capacity: usize,
@@ -12,10 +16,14 @@ pub struct Workspace {
     /// Per layer, the max-pool argmax (pooling layers only).
     pub(crate) argmax: Vec<Option<Tensor<u32>>>,
     pub(crate) labels: Tensor<u32>,
-    /// `[loss sum, correct count]` of the last training step.
+    /// `[loss sum, correct count]` per training step not yet read back, in step order.
     pub(crate) stats: Tensor,
-    pub(crate) probs: Tensor,
-    pub(crate) classes: Tensor<u32>,
+    /// Examples of each step in `stats`.
+    pub(crate) pending: Vec<usize>,
+    /// Steps read back early (when `stats` was full) and not yet taken.
+    pub(crate) collected: Vec<StepStats>,
+    /// Inference outputs: `n * classes` probabilities, then `n` classes (as floats).
+    pub(crate) outputs: Tensor,
     /// Host staging for labels, so a step allocates nothing.
     pub(crate) host_labels: Vec<u32>,
 }
@@ -28,6 +36,24 @@ impl Workspace {
 
     pub fn is_training(&self) -> bool {
         self.act_grads.iter().any(Option::is_some)
+    }
+
+    /// The loss sum, correct count and size of every training step since the last call, in
+    /// order: one readback for all of them.
+    pub fn take_stats(&mut self) -> Vec<StepStats> {
+        self.collect_stats();
+        std::mem::take(&mut self.collected)
+    }
+
+    /// Reads the pending steps' values back into `collected`.
+    pub(crate) fn collect_stats(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut values = vec![0.0f32; 2 * self.pending.len()];
+        self.stats.read_host_into(&mut values);
+        let steps = self.pending.drain(..).zip(values.chunks_exact(2));
+        self.collected.extend(steps.map(|(examples, v)| StepStats { loss_sum: v[0], correct: v[1] as u32, examples }));
     }
 }
 

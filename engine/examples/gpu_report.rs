@@ -9,81 +9,38 @@
 //!
 //! Any adapter will do (Mesa's lavapipe included): these are counts, not timings.
 
-use engine::gpu::{GemmShape, GpuCounters, inspect};
-use engine::model::{Config, Network};
-use engine::optim::Optimizer;
-use engine::predictor::Inference;
+use engine::gpu::report::{GpuReport, measure};
+use engine::gpu::{GemmShape, GpuCounters};
+use engine::model::Config;
 use engine::{Device, DeviceKind};
-use serde_json::json;
 
 const TRAIN_BATCH: usize = 100;
 
 fn main() {
     let json_output = std::env::args().any(|a| a == "--json");
-    let device = Device::open(DeviceKind::Gpu).unwrap_or_else(|e| {
+    let config = Config::parse(include_str!("../../trainer/HyperParams.config")).expect("the default config");
+    let report = Device::open(DeviceKind::Gpu).and_then(|device| measure(&device, &config, TRAIN_BATCH)).unwrap_or_else(|e| {
         eprintln!("gpu_report: {e}");
         std::process::exit(1);
     });
-    let Device::Gpu(gpu) = &device else { unreachable!("--device gpu opens a GPU") };
-    let gpu = gpu.clone();
-    let config = Config::parse(include_str!("../../trainer/HyperParams.config")).expect("the default config");
-    let mut net = Network::new(config.model_spec().unwrap(), device.clone(), 1).unwrap();
-    let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
-    let mut ws = net.workspace(TRAIN_BATCH, true);
-    let pixels: Vec<u8> = (0..TRAIN_BATCH * 784).map(|i| (i * 37 % 256) as u8).collect();
-    let labels: Vec<u8> = (0..TRAIN_BATCH).map(|i| (i % 10) as u8).collect();
-    // Warm-up steps grow every scratch buffer; the measured step is a steady one.
-    for step in 0..2 {
-        net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, step);
-    }
-    ws.take_stats();
-    let before = gpu.counters();
-    gpu.log_gemms(true);
-    net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, 2);
-    let gemms = gpu.log_gemms(false);
-    let train = gpu.counters().since(&before);
-
-    let inference = |n: usize| -> GpuCounters {
-        let mut inference = Inference::new(&net, n);
-        let images = vec![0.5f32; n * 784];
-        inference.predict(&net, &images).unwrap();
-        let before = gpu.counters();
-        inference.predict(&net, &images).unwrap();
-        gpu.counters().since(&before)
-    };
-    let (infer1, infer256) = (inference(1), inference(256));
-    let loops = inspect::loop_arithmetic();
-    let per_thread = inspect::shader_constant("dense.wgsl", "PER_THREAD").unwrap_or(0) as f64;
-    let blocking = json!({
-        "outputs_per_thread": format!("{per_thread}x{per_thread}"),
-        "fma_per_shared_load": per_thread * per_thread / (2.0 * per_thread),
-    });
-
     if json_output {
-        let report = json!({
-            "device": gpu.describe(),
-            "training_step_batch_100": train,
-            "inference_batch_1": infer1,
-            "inference_batch_256": infer256,
-            "training_step_gemms": gemms,
-            "gemm_register_blocking": blocking,
-            "loop_integer_div_mod": loops,
-        });
-        println!("{}", serde_json::to_string_pretty(&report).unwrap());
-        return;
+        println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
+    } else {
+        print_report(&report);
     }
-    println!("{}\n", gpu.describe());
-    print_counters(&format!("training step, batch {TRAIN_BATCH}"), &train);
-    print_counters("inference, batch 1", &infer1);
-    print_counters("inference, batch 256", &infer256);
-    print_gemms(&gemms);
-    println!(
-        "tiled product: {} outputs per thread, {:.1} FMAs per shared-memory load\n",
-        blocking["outputs_per_thread"].as_str().unwrap(),
-        blocking["fma_per_shared_load"].as_f64().unwrap()
-    );
+}
+
+fn print_report(r: &GpuReport) {
+    println!("{}\n", r.device);
+    print_counters(&format!("training step, batch {}", r.train_batch), &r.training_step);
+    print_counters(&format!("reading back {} steps' loss and accuracy", r.steps_per_report), &r.report_readback);
+    print_counters("inference, batch 1", &r.inference_batch_1);
+    print_counters("inference, batch 256", &r.inference_batch_256);
+    print_gemms(&r.training_step_gemms);
+    let [rows, cols] = r.register_blocking.outputs_per_thread;
+    println!("tiled product: {rows}x{cols} outputs per thread, {:.1} FMAs per shared-memory load\n", r.register_blocking.fma_per_shared_load);
     println!("integer div / mod inside loops (naga IR): run-time divisor, constant divisor");
-    for l in loops.iter().filter(|l| l.variable_div_mod + l.constant_div_mod > 0) {
+    for l in r.loop_integer_div_mod.iter().filter(|l| l.variable_div_mod + l.constant_div_mod > 0) {
         println!("  {:18} {:24} {:4} {:4}", l.file, l.entry_point, l.variable_div_mod, l.constant_div_mod);
     }
 }

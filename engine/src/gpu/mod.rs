@@ -10,6 +10,7 @@ pub mod inspect;
 mod kernels;
 mod params;
 mod recorder;
+pub mod report;
 
 pub(crate) mod conv2d;
 pub(crate) mod dense;

@@ -1,0 +1,62 @@
+//! The GPU report of the default model (what `cargo run -p engine --example gpu_report`
+//! prints) held at its targets, so that no change regresses them silently: a training step is
+//! at most 24 dispatches in one compute pass and one submission, with nothing read back; the
+//! steps' loss and accuracy come back in one readback when reported; an inference batch is at
+//! most 10 dispatches and one readback; no ReLU or dropout runs as its own kernel.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use engine::gpu::report::{GpuReport, measure};
+use engine::model::Config;
+
+fn report() -> &'static GpuReport {
+    static REPORT: OnceLock<GpuReport> = OnceLock::new();
+    REPORT.get_or_init(|| {
+        let config = Config::parse(include_str!("../../trainer/HyperParams.config")).unwrap();
+        measure(common::gpu(), &config, 100).unwrap()
+    })
+}
+
+fn kernels(c: &engine::gpu::GpuCounters) -> Vec<&'static str> {
+    c.dispatches_by_kernel.iter().map(|(k, _)| *k).collect()
+}
+
+#[test]
+fn a_training_step_is_at_most_24_dispatches_in_one_pass_with_nothing_read_back() {
+    let step = &report().training_step;
+    assert!(step.dispatches <= 24, "{} dispatches per training step: {:?}", step.dispatches, step.dispatches_by_kernel);
+    assert_eq!((step.compute_passes, step.submits), (1, 1), "one compute pass, one submission");
+    assert_eq!((step.blocking_maps, step.bytes_read), (0, 0), "a training step reads nothing back");
+    let fused_away = ["relu_forward", "relu_backward", "dropout", "xent_reduce", "sgd", "momentum"];
+    assert!(kernels(step).iter().all(|k| !fused_away.contains(k)), "unfused kernels ran: {:?}", step.dispatches_by_kernel);
+    assert!(step.dispatches_by_kernel.contains(&("adam", 1)), "one optimizer dispatch: {:?}", step.dispatches_by_kernel);
+}
+
+#[test]
+fn reported_steps_come_back_in_one_readback() {
+    let r = report();
+    assert_eq!(r.report_readback.blocking_maps, 1, "{} steps", r.steps_per_report);
+    assert_eq!(r.report_readback.bytes_read, 8 * r.steps_per_report as u64, "a loss sum and a correct count per step");
+}
+
+#[test]
+fn an_inference_batch_is_at_most_10_dispatches_and_one_readback() {
+    for (n, c) in [(1u64, &report().inference_batch_1), (256, &report().inference_batch_256)] {
+        assert!(c.dispatches <= 10, "batch {n}: {} dispatches: {:?}", c.dispatches, c.dispatches_by_kernel);
+        assert_eq!((c.submits, c.blocking_maps), (1, 1), "batch {n}: one submission, one readback");
+        assert_eq!(c.bytes_read, n * 11 * 4, "batch {n}: only the outputs (10 probabilities and the class) come back");
+        assert!(!kernels(c).contains(&"relu_forward"), "batch {n}: ReLU runs as its own kernel");
+    }
+}
+
+#[test]
+fn the_tiled_products_waste_little_and_the_dense_kernel_divides_by_no_variable_in_its_loops() {
+    let r = report();
+    assert_eq!(r.training_step_gemms.len(), 11, "{:?}", r.training_step_gemms);
+    for l in r.loop_integer_div_mod.iter().filter(|l| l.file == "dense.wgsl") {
+        assert_eq!(l.variable_div_mod, 0, "{l:?}");
+    }
+    assert!(r.register_blocking.fma_per_shared_load >= 2.0, "{:?}", r.register_blocking);
+}

@@ -6,8 +6,28 @@
 //                                                         appended (its row of C is db), B = dy
 // The backward-weight reduction runs over the batch, so it is split (see `reduce_splits`).
 
-fn load_a(mode: u32, m: u32, k: u32) -> f32 {
-    return a[m * p.a_rs + k * p.a_cs];
+struct ARow {
+    base: u32,
+}
+
+struct KState {
+    unused: u32,
+}
+
+fn a_row(mode: u32, m: u32) -> ARow {
+    return ARow(m * p.a_rs);
+}
+
+fn k_start(mode: u32, k: u32) -> KState {
+    return KState(0u);
+}
+
+fn k_advance(mode: u32, ks: KState) -> KState {
+    return ks;
+}
+
+fn load_a(mode: u32, row: ARow, k: u32, ks: KState) -> f32 {
+    return a[row.base + k * p.a_cs];
 }
 
 fn load_b(mode: u32, k: u32, col: u32) -> f32 {

@@ -6,9 +6,13 @@
 // ReLU and a dropout mask on an activation; on a gradient, the ReLU mask of the activation it
 // flows back into (`act` > 0) and the dropout mask. A dispatch that needs none passes zeros.
 //
-// The including file defines `load_a(mode, m, k)` and `load_b(mode, k, col)`: dense operands
-// are strided matrices, convolution operands are gathered from NHWC tensors on the fly
-// (implicit im2col), so no unfolded copy is ever stored.
+// The including file defines how operands are read: dense operands are strided matrices,
+// convolution operands are gathered from NHWC tensors on the fly (implicit im2col), so no
+// unfolded copy is ever stored. What depends only on a row of A (`ARow`, from `a_row`) is
+// computed once per thread before the K loop, and what depends on the reduction index of the
+// thread's column of the K tile (`KState`, from `k_start`, moved on by `k_advance`) is carried
+// through it, so `load_a(mode, row, k, ks)` and `load_b(mode, k, col)` divide by no run-time
+// value inside the loop.
 //
 // Each workgroup computes one TILE x TILE block of C over one slice of the reduction
 // ("split-K": slices write their own partial block, `reduce_splits` sums them in a fixed order,
@@ -80,14 +84,14 @@ const A_STRIDE: u32 = 65u;
 var<workgroup> tile_a: array<f32, 1040>; // TILE_K * A_STRIDE
 var<workgroup> tile_b: array<f32, 1024>; // TILE_K * TILE
 
-fn fetch_a(mode: u32, m: u32, k: u32, k_end: u32) -> f32 {
+fn fetch_a(mode: u32, row: ARow, m: u32, k: u32, ks: KState, k_end: u32) -> f32 {
     if m >= p.m || k >= k_end {
         return 0.0;
     }
     if m == p.ones_row {
         return 1.0;
     }
-    return load_a(mode, m, k);
+    return load_a(mode, row, k, ks);
 }
 
 fn fetch_b(mode: u32, k: u32, col: u32, k_end: u32) -> f32 {
@@ -136,18 +140,27 @@ fn gemm_tiles(mode: u32, wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) {
     let k_begin = split * p.k_chunk;
     let k_end = min(k_begin + p.k_chunk, p.k);
     let t = lid.y * THREADS + lid.x;
+    // Thread t loads rows t / TILE_K + 16 i of the A tile, all in column t % TILE_K.
+    let ak = t % TILE_K;
+    let am0 = t / TILE_K;
+    var rows: array<ARow, 4>;
+    rows[0] = a_row(mode, row0 + am0);
+    rows[1] = a_row(mode, row0 + am0 + 16u);
+    rows[2] = a_row(mode, row0 + am0 + 32u);
+    rows[3] = a_row(mode, row0 + am0 + 48u);
+    var ks = k_start(mode, k_begin + ak);
 
     var acc: array<array<f32, 4>, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         for (var i = 0u; i < 4u; i++) {
             let e = t + i * THREADS * THREADS;
-            let am = e / TILE_K;
-            let ak = e % TILE_K;
-            tile_a[ak * A_STRIDE + am] = fetch_a(mode, row0 + am, k0 + ak, k_end);
+            let am = am0 + 16u * i;
+            tile_a[ak * A_STRIDE + am] = fetch_a(mode, rows[i], row0 + am, k0 + ak, ks, k_end);
             let bk = e / TILE;
             let bn = e % TILE;
             tile_b[bk * TILE + bn] = fetch_b(mode, k0 + bk, col0 + bn, k_end);
         }
+        ks = k_advance(mode, ks);
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
             var av: array<f32, 4>;

@@ -17,6 +17,8 @@ use engine::{Device, DeviceKind};
 const TRAIN_BATCH: usize = 100;
 
 fn main() {
+    // SAFETY: no other thread exists yet.
+    unsafe { engine::gpu::quiet_vulkan_loader() };
     let json_output = std::env::args().any(|a| a == "--json");
     let config = Config::parse(include_str!("../../trainer/HyperParams.config")).expect("the default config");
     let report = Device::open(DeviceKind::Gpu).and_then(|device| measure(&device, &config, TRAIN_BATCH)).unwrap_or_else(|e| {

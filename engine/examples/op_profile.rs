@@ -33,6 +33,8 @@ fn time(d: &Device, name: &str, flops: f64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // SAFETY: no other thread exists yet.
+    unsafe { engine::gpu::quiet_vulkan_loader() };
     let n: usize = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
     let kind = std::env::var("DEVICE").unwrap_or_else(|_| "cpu".into());
     let d = Device::open(kind.parse().expect("DEVICE is cpu, gpu or auto")).expect("device");

@@ -9,7 +9,7 @@ use crate::rng::DropoutKey;
 use crate::tensor::Tensor;
 
 /// A 2-D convolution's shapes (NHWC activations, `[kh, kw, c_in, c_out]` weights).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Conv2dGeometry {
     pub in_h: usize,
     pub in_w: usize,

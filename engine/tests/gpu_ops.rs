@@ -53,7 +53,7 @@ fn matmul_matches_cpu() {
 #[test]
 fn dense_passes_match_cpu() {
     // (examples, inputs, outputs); the last has a batch long enough to split the weight gradient.
-    for (n, inputs, outputs) in [(1, 3, 17), (17, 127, 10), (3, 28, 65), (2, 1, 1), (600, 5, 3)] {
+    for (n, inputs, outputs) in [(1, 3, 17), (17, 127, 10), (3, 28, 65), (2, 1, 1), (600, 5, 3), (7, 25, 32)] {
         let cap = n + 1;
         let (x, w, b, dy) = (random(cap * inputs, 3), random(inputs * outputs, 4), random(outputs, 5), random(cap * outputs, 6));
         same_on_both(&format!("dense n={n} {inputs}->{outputs}"), 1e-5 * n.max(inputs) as f32, 1e-4, |d| {
@@ -99,6 +99,9 @@ fn conv2d_passes_match_cpu() {
         (2, conv((6, 6), 2, 3, 3, 2, 1)),    // stride 2 with padding: taps off the stride grid
         (1, conv((3, 3), 1, 1, 3, 1, 1)),    // 1 channel in and out
         (5, conv((14, 14), 8, 16, 5, 1, 2)), // the second layer's shape, small: split-K weights
+        (3, conv((28, 28), 1, 32, 5, 1, 2)), // conv1 of the default model: K = 25, N = 32
+        (2, conv((9, 8), 3, 10, 4, 3, 2)),   // stride 3 with padding: every tap remainder, N = 10
+        (1, conv((2, 3), 2, 3, 2, 1, 0)),    // fewer output positions than a K step moves over
     ];
     for (n, g) in cases {
         let cap = n + 1;

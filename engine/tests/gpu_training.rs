@@ -33,7 +33,11 @@ fn gpu_device() -> Device {
 
 /// Per-step mean loss of `steps` steps on `device`, with batches of 17 (a short last batch too).
 fn loss_curve(device: Device, steps: u32) -> (Vec<f32>, Network) {
-    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    loss_curve_of(SMALL_CNN, device, steps)
+}
+
+fn loss_curve_of(config: &str, device: Device, steps: u32) -> (Vec<f32>, Network) {
+    let spec = Config::parse(config).unwrap().model_spec().unwrap();
     let mut net = Network::new(spec, device, 5).unwrap();
     let mut opt = Optimizer::new(&net, &OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, 1e-4);
     let mut ws = net.workspace(17, true);
@@ -56,6 +60,50 @@ fn training_loss_curve_matches_cpu() {
     let (gpu, gpu_net) = loss_curve(gpu_device(), 30);
     assert!(cpu[29] < 0.5 * cpu[0], "the run learns: {cpu:?}");
     // Float reassociation differs between the devices; the curves agree to 1e-3 relative.
+    assert_close("loss curve", &gpu, &cpu, 1e-4, 1e-3);
+    for ((name, _, c), (_, _, g)) in cpu_net.export_params().iter().zip(&gpu_net.export_params()) {
+        assert_close(name, g, c, 1e-3, 1e-2);
+    }
+}
+
+/// Element-wise layers where no neighbour absorbs them: a ReLU after a pool (its forward runs
+/// alone, its backward is the next conv's mask), two dropouts in a row (both run alone), a ReLU
+/// on the logits (its forward is the dense epilogue, its backward runs alone).
+const UNFUSABLE: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 3
+kernel_size = 3
+strides = 2
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "relu"
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+[[model.layers]]
+type = "dropout"
+rate = 0.2
+[[model.layers]]
+type = "dropout"
+rate = 0.3
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 10
+[[model.layers]]
+type = "relu"
+"#;
+
+#[test]
+fn layers_that_fit_no_fusion_train_alike_on_both_devices() {
+    let (cpu, cpu_net) = loss_curve_of(UNFUSABLE, Device::cpu(), 12);
+    let (gpu, gpu_net) = loss_curve_of(UNFUSABLE, gpu_device(), 12);
+    assert!(cpu[11] < cpu[0], "the run learns: {cpu:?}");
     assert_close("loss curve", &gpu, &cpu, 1e-4, 1e-3);
     for ((name, _, c), (_, _, g)) in cpu_net.export_params().iter().zip(&gpu_net.export_params()) {
         assert_close(name, g, c, 1e-3, 1e-2);

@@ -55,6 +55,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread exists yet.
+    unsafe { engine::gpu::quiet_vulkan_loader() };
     server::memory::return_freed_memory_to_the_system();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

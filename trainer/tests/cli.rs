@@ -191,8 +191,16 @@ fn trains_and_evaluates_on_the_gpu() {
     let data = repo().join("data/mnist");
     let evaluate = |device: &str| {
         let args = ["evaluate", "--model", export.to_str().unwrap(), "--data_dir", data.to_str().unwrap(), "--json", "--device", device];
-        let out = trainer(&args);
+        // As a user without a desktop session runs it: no loader noise on stderr.
+        let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NODEVICE_SELECT")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out));
+        assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let (gpu, cpu) = (evaluate("gpu"), evaluate("cpu"));

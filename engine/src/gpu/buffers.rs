@@ -2,9 +2,12 @@
 //! buffers (split-K partial products, staged pixels, readback staging)
 //! shared by every dispatch of a device.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use super::context::GpuDevice;
+use super::kernels::Kernel;
+use crate::backend::Conv2dGeometry;
 
 /// A tensor's storage on the GPU: a whole buffer, or one range of a buffer packed with others
 /// (so that one dispatch can update every parameter).
@@ -88,6 +91,8 @@ pub(crate) enum Scratch {
 
 pub(crate) struct BufferPool {
     scratch: Mutex<[Option<wgpu::Buffer>; 2]>,
+    /// Per (convolution pass, geometry): the reduction index -> tap table (see conv2d.rs).
+    pub(crate) tap_tables: Mutex<HashMap<(Kernel, Conv2dGeometry), wgpu::Buffer>>,
     readback: Mutex<Option<wgpu::Buffer>>,
     /// Bound where a kernel's optional input or output is unused.
     pub(crate) unused_input: wgpu::Buffer,
@@ -106,6 +111,7 @@ impl BufferPool {
         };
         Self {
             scratch: Mutex::new([None, None]),
+            tap_tables: Mutex::new(HashMap::new()),
             readback: Mutex::new(None),
             unused_input: small("unused input"),
             unused_output: small("unused output"),

@@ -56,6 +56,22 @@ fn rank(kind: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// Keeps the Vulkan loader quiet where there is no desktop session: without `XDG_RUNTIME_DIR`,
+/// Mesa's device-select layer tries to reach a Wayland display and prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice. That layer only
+/// orders adapters by the display's GPU, which a compute-only process without a session does not
+/// need, so it is turned off (`NODEVICE_SELECT=1`) unless the user set that variable.
+///
+/// # Safety
+/// Sets an environment variable: call it at the start of `main`, before any thread starts.
+pub unsafe fn quiet_vulkan_loader() {
+    let session = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the caller guarantees no other thread exists yet.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 impl GpuDevice {
     /// Opens the best adapter wgpu finds (discrete before integrated before software).
     /// `WGPU_BACKEND` and the other `wgpu` environment variables are honoured.
@@ -77,6 +93,7 @@ impl GpuDevice {
                 })
             })?;
         let info = adapter.get_info();
+        tracing::info!("GPU adapter: {} (of: {})", describe_info(&info), found.join("; "));
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("engine"),

@@ -1,4 +1,8 @@
-//! Dispatcher for shaders/conv2d.wgsl: each pass is one implicit matrix product.
+//! Dispatcher for shaders/conv2d.wgsl: each pass is one implicit matrix product. The forward
+//! and backward-input passes read each reduction index's tap from a table built here once per
+//! geometry, so their K loops divide by no run-time value.
+
+use wgpu::util::DeviceExt;
 
 use super::buffers::BufRef;
 use super::context::GpuContext;
@@ -20,6 +24,7 @@ pub(crate) fn forward(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: BufRef,
         out: y,
         ones_out: None,
         finish: Finish::Activation(epilogue),
+        taps: Some(BufRef::whole(&tap_table(ctx, Kernel::ConvForward, g))),
     }
     .run(ctx);
 }
@@ -38,6 +43,7 @@ pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy:
         out: dx,
         ones_out: None,
         finish: mask.map_or(Finish::Plain, Finish::Gradient),
+        taps: Some(BufRef::whole(&tap_table(ctx, Kernel::ConvBackwardInput, g))),
     }
     .run(ctx);
 }
@@ -57,6 +63,42 @@ pub(crate) fn backward_weight(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x:
         out: dw,
         ones_out: Some(db),
         finish: Finish::Plain,
+        taps: Some(BufRef::whole(&ctx.buffers.unused_input)),
     }
     .run(ctx);
+}
+
+/// Words per reduction index in a tap table.
+const TAP_WORDS: usize = 8;
+
+/// The table shaders/conv2d.wgsl reads for `kernel` on `g`: per reduction index k, forward
+/// (ky, kx, ic) and backward input (ky and kx as quotient and remainder by the stride, oc, the
+/// tap). Built once per geometry and kept.
+fn tap_table(ctx: &GpuContext, kernel: Kernel, g: &Conv2dGeometry) -> wgpu::Buffer {
+    let mut tables = ctx.buffers.tap_tables.lock().unwrap_or_else(|e| e.into_inner());
+    let table = tables.entry((kernel, *g)).or_insert_with(|| {
+        let u = |v: usize| u32::try_from(v).expect("convolution dimensions fit in u32");
+        let words: Vec<u32> = match kernel {
+            Kernel::ConvForward => (0..g.patch_len())
+                .flat_map(|k| {
+                    let (tap, ic) = (k / g.in_c, k % g.in_c);
+                    [u(tap / g.kernel_w), u(tap % g.kernel_w), u(ic), 0, 0, 0, 0, 0]
+                })
+                .collect(),
+            _ => (0..g.kernel_h * g.kernel_w * g.out_c)
+                .flat_map(|k| {
+                    let (tap, oc) = (k / g.out_c, k % g.out_c);
+                    let (ky, kx) = (tap / g.kernel_w, tap % g.kernel_w);
+                    [u(ky / g.stride_h), u(ky % g.stride_h), u(kx / g.stride_w), u(kx % g.stride_w), u(oc), u(tap), 0, 0]
+                })
+                .collect(),
+        };
+        debug_assert_eq!(words.len() % TAP_WORDS, 0);
+        ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("conv taps"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    });
+    table.clone()
 }

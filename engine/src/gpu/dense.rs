@@ -20,6 +20,7 @@ fn strided<'a>(m: usize, n: usize, k: usize, a: (BufRef<'a>, MatrixLayout), b: (
         out: a.0,
         ones_out: None,
         finish: Finish::Plain,
+        taps: None,
     }
 }
 

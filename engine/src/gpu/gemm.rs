@@ -65,6 +65,8 @@ pub(crate) struct Gemm<'a> {
     pub(crate) out: BufRef<'a>,
     pub(crate) ones_out: Option<BufRef<'a>>,
     pub(crate) finish: Finish<'a>,
+    /// Convolutions: the reduction index -> tap table (binding 7).
+    pub(crate) taps: Option<BufRef<'a>>,
 }
 
 /// Number of reduction splits and the length of each.
@@ -149,14 +151,16 @@ impl Gemm<'_> {
         let bias = self.bias.unwrap_or(unused);
         let ones_out = self.ones_out.unwrap_or(BufRef::whole(&pool.unused_output));
         let finished = [(3, bias), (5, ones_out), (6, act)];
+        let taps = self.taps.map(|t| (7, t));
         if splits == 1 {
             let bindings = [(1, self.a), (2, self.b), (4, self.out), finished[0], finished[1], finished[2]];
-            ctx.dispatch(self.kernel, &params, &bindings, tiles);
+            ctx.dispatch(self.kernel, &params, &[&bindings[..], taps.as_slice()].concat(), tiles);
             return;
         }
         let partials = pool.scratch(&ctx.device, Scratch::SplitPartials, (splits * rows * self.n * 4) as u64);
         let partials = BufRef::whole(&partials);
-        ctx.dispatch(self.kernel, &params, &[(1, self.a), (2, self.b), (4, partials), finished[0], finished[1], finished[2]], tiles * splits);
+        let bindings = [(1, self.a), (2, self.b), (4, partials), finished[0], finished[1], finished[2]];
+        ctx.dispatch(self.kernel, &params, &[&bindings[..], taps.as_slice()].concat(), tiles * splits);
         ctx.dispatch(
             Kernel::ReduceSplits,
             &params,

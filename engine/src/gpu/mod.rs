@@ -22,5 +22,5 @@ pub(crate) mod softmax_xent;
 
 pub(crate) use buffers::BufRef;
 pub use buffers::GpuBuffer;
-pub use context::{AdapterPolicy, GpuDevice};
+pub use context::{AdapterPolicy, GpuDevice, quiet_vulkan_loader};
 pub use counters::{GemmShape, GpuCounters};

@@ -40,7 +40,10 @@ fn print_report(r: &GpuReport) {
     print_counters("inference, batch 256", &r.inference_batch_256);
     print_gemms(&r.training_step_gemms);
     let [rows, cols] = r.register_blocking.outputs_per_thread;
-    println!("tiled product: {rows}x{cols} outputs per thread, {:.1} FMAs per shared-memory load\n", r.register_blocking.fma_per_shared_load);
+    println!(
+        "tiled product: {rows}x{cols} outputs per thread, {:.1} FMAs per shared-memory load\n",
+        r.register_blocking.fma_per_shared_load
+    );
     println!("integer div / mod inside loops (naga IR): run-time divisor, constant divisor");
     for l in r.loop_integer_div_mod.iter().filter(|l| l.variable_div_mod + l.constant_div_mod > 0) {
         println!("  {:18} {:24} {:4} {:4}", l.file, l.entry_point, l.variable_div_mod, l.constant_div_mod);
@@ -74,4 +77,3 @@ fn print_gemms(gemms: &[GemmShape]) {
     }
     println!();
 }
-

@@ -169,7 +169,15 @@ impl Device {
         }
     }
 
-    pub fn max_pool_backward(&self, g: &PoolGeometry, n: usize, dy: &Tensor, argmax: &Tensor<u32>, mask: Option<GradMask>, dx: &mut Tensor) {
+    pub fn max_pool_backward(
+        &self,
+        g: &PoolGeometry,
+        n: usize,
+        dy: &Tensor,
+        argmax: &Tensor<u32>,
+        mask: Option<GradMask>,
+        dx: &mut Tensor,
+    ) {
         match self {
             Device::Cpu(_) => {
                 cpu::pool::max_backward(g, n, dy.cpu(), argmax.cpu(), dx.cpu_mut());
@@ -182,7 +190,17 @@ impl Device {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn dense_forward(&self, n: usize, inputs: usize, outputs: usize, x: &Tensor, w: &Tensor, b: &Tensor, epilogue: Epilogue, y: &mut Tensor) {
+    pub fn dense_forward(
+        &self,
+        n: usize,
+        inputs: usize,
+        outputs: usize,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        epilogue: Epilogue,
+        y: &mut Tensor,
+    ) {
         match self {
             Device::Cpu(_) => {
                 cpu::dense::forward(n, inputs, outputs, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut());
@@ -193,7 +211,16 @@ impl Device {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn dense_backward_input(&self, n: usize, inputs: usize, outputs: usize, dy: &Tensor, w: &Tensor, mask: Option<GradMask>, dx: &mut Tensor) {
+    pub fn dense_backward_input(
+        &self,
+        n: usize,
+        inputs: usize,
+        outputs: usize,
+        dy: &Tensor,
+        w: &Tensor,
+        mask: Option<GradMask>,
+        dx: &mut Tensor,
+    ) {
         match self {
             Device::Cpu(d) => {
                 cpu::dense::backward_input(d, n, inputs, outputs, dy.cpu(), w.cpu(), dx.cpu_mut());
@@ -257,7 +284,16 @@ impl Device {
     /// Fused softmax + mean cross-entropy: writes `dlogits`, and `[loss sum, correct count]`
     /// into pair `slot` of `stats` (left on the device until the caller reads it).
     #[allow(clippy::too_many_arguments)]
-    pub fn softmax_xent(&self, n: usize, classes: usize, logits: &Tensor, labels: &Tensor<u32>, dlogits: &mut Tensor, stats: &mut Tensor, slot: usize) {
+    pub fn softmax_xent(
+        &self,
+        n: usize,
+        classes: usize,
+        logits: &Tensor,
+        labels: &Tensor<u32>,
+        dlogits: &mut Tensor,
+        stats: &mut Tensor,
+        slot: usize,
+    ) {
         match self {
             Device::Cpu(_) => {
                 let (loss, correct) = cpu::softmax_xent::forward_backward(n, classes, logits.cpu(), labels.cpu(), dlogits.cpu_mut());

@@ -79,7 +79,8 @@ fn dense_epilogues_match_cpu() {
             (random(cap * inputs, 3), random(inputs * outputs, 4), random(outputs, 5), random(cap * outputs, 6), random(cap * inputs, 7));
         for epilogue in epilogues() {
             same_on_both(&format!("dense n={n} {inputs}->{outputs} {epilogue:?}"), 1e-5 * n.max(inputs) as f32, 1e-4, |d| {
-                let (xt, wt, bt, dyt, actt) = (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy), upload(d, "act", &act));
+                let (xt, wt, bt, dyt, actt) =
+                    (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy), upload(d, "act", &act));
                 let mut y = Tensor::zeros(d, &[cap, outputs]);
                 let mut dx = Tensor::zeros(d, &[cap, inputs]);
                 d.dense_forward(n, inputs, outputs, &xt, &wt, &bt, epilogue, &mut y);
@@ -129,7 +130,8 @@ fn conv2d_epilogues_match_cpu() {
         let (dy, act) = (random(cap * g.out_len(), 10), random(cap * g.in_len(), 11));
         for epilogue in epilogues() {
             same_on_both(&format!("conv2d n={n} {g:?} {epilogue:?}"), 1e-5 * (n * g.positions()).max(g.patch_len()) as f32, 1e-4, |d| {
-                let (xt, wt, bt, dyt, actt) = (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy), upload(d, "act", &act));
+                let (xt, wt, bt, dyt, actt) =
+                    (upload(d, "x", &x), upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy), upload(d, "act", &act));
                 let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
                 let mut dx = Tensor::zeros(d, &[cap, g.in_len()]);
                 d.conv2d_forward(&g, n, &xt, &wt, &bt, epilogue, &mut y);
@@ -299,7 +301,8 @@ fn one_update_over_packed_tensors_matches_one_per_tensor() {
             }
             _ => {
                 for i in 0..shapes.len() {
-                    let mut state = [std::mem::replace(&mut m[i], Tensor::zeros(d, &[1])), std::mem::replace(&mut v[i], Tensor::zeros(d, &[1]))];
+                    let mut state =
+                        [std::mem::replace(&mut m[i], Tensor::zeros(d, &[1])), std::mem::replace(&mut v[i], Tensor::zeros(d, &[1]))];
                     d.optimizer_update(rule, &mut params[i], &grad_t[i], &mut state);
                     [m[i], v[i]] = state;
                 }

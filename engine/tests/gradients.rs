@@ -86,7 +86,16 @@ fn dense_backward() {
     let r = random(n * outputs, 4);
     let forward = |x: &[f32], w: &[f32], b: &[f32]| {
         let mut y = Tensor::zeros(&d, &[n * outputs]);
-        d.dense_forward(n, inputs, outputs, &t(&d, &[x.len()], x), &t(&d, &[w.len()], w), &t(&d, &[b.len()], b), Default::default(), &mut y);
+        d.dense_forward(
+            n,
+            inputs,
+            outputs,
+            &t(&d, &[x.len()], x),
+            &t(&d, &[w.len()], w),
+            &t(&d, &[b.len()], b),
+            Default::default(),
+            &mut y,
+        );
         dot(&y.to_host(), &r)
     };
     let dy = t(&d, &[r.len()], &r);

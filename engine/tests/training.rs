@@ -101,7 +101,14 @@ fn short_real_mnist_run_beats_90_percent() {
     let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
     let mut ws = net.workspace(100, true);
     for (step, start) in (0..train.len()).step_by(100).enumerate() {
-        net.train_step(&mut ws, &mut opt, &train.images[start * 784..(start + 100) * 784], &train.labels[start..start + 100], 1e-3, step as u32);
+        net.train_step(
+            &mut ws,
+            &mut opt,
+            &train.images[start * 784..(start + 100) * 784],
+            &train.labels[start..start + 100],
+            1e-3,
+            step as u32,
+        );
     }
     let stats = ws.take_stats();
     assert_eq!((stats.len(), stats.iter().map(|s| s.examples).sum::<usize>()), (train.len() / 100, train.len()));

@@ -32,7 +32,11 @@ impl<'a> BufRef<'a> {
     }
 
     pub(crate) fn binding(self) -> wgpu::BindingResource<'a> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: self.buffer, offset: self.offset, size: wgpu::BufferSize::new(self.size) })
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
     }
 }
 
@@ -66,7 +70,12 @@ impl GpuBuffer {
         let parts = offsets
             .into_iter()
             .zip(bytes)
-            .map(|(offset, &len)| Self { buffer: whole.buffer.clone(), offset, size: len.max(4).next_multiple_of(4), device: device.clone() })
+            .map(|(offset, &len)| Self {
+                buffer: whole.buffer.clone(),
+                offset,
+                size: len.max(4).next_multiple_of(4),
+                device: device.clone(),
+            })
             .collect();
         (parts, whole)
     }

@@ -108,7 +108,8 @@ impl GpuDevice {
         let kernels = Kernels::build(&device)?;
         let buffers = BufferPool::new(&device);
         let recorder = Mutex::new(Recorder::new(&device));
-        let ctx = GpuContext { device, queue, info, limits, kernels, recorder, buffers, run_lock: Mutex::new(()), counters: Counters::default() };
+        let ctx =
+            GpuContext { device, queue, info, limits, kernels, recorder, buffers, run_lock: Mutex::new(()), counters: Counters::default() };
         DEVICES_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Self { ctx: Arc::new(ctx) })
     }

@@ -65,16 +65,7 @@ pub(crate) fn backward_input(
 
 /// `dW = x^T dy` and `db = 1^T dy`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_weight(
-    ctx: &GpuContext,
-    n: usize,
-    inputs: usize,
-    outputs: usize,
-    x: BufRef,
-    dy: BufRef,
-    dw: BufRef,
-    db: BufRef,
-) {
+pub(crate) fn backward_weight(ctx: &GpuContext, n: usize, inputs: usize, outputs: usize, x: BufRef, dy: BufRef, dw: BufRef, db: BufRef) {
     let product = strided(inputs, outputs, n, (x, MatrixLayout::transposed(inputs)), (dy, MatrixLayout::row_major(outputs)));
     Gemm { out: dw, ones_out: Some(db), ..product }.run(ctx);
 }

@@ -68,9 +68,8 @@ fn walk(module: &Module, all: &ModuleInfo, f: &Function, info: &FunctionInfo, bl
 
 fn parse(file: &str, source: &str) -> (Module, ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("shaders/{file}: {}", e.emit_to_string(source)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("shaders/{file}: {e:?}"));
+    let info =
+        Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).unwrap_or_else(|e| panic!("shaders/{file}: {e:?}"));
     (module, info)
 }
 
@@ -83,7 +82,12 @@ pub fn loop_arithmetic() -> Vec<LoopArithmetic> {
         for (index, ep) in module.entry_points.iter().enumerate() {
             let mut counts = Counts { variable: 0, constant: 0 };
             walk(&module, &info, &ep.function, info.get_entry_point(index), &ep.function.body, false, &mut counts);
-            out.push(LoopArithmetic { file, entry_point: ep.name.clone(), variable_div_mod: counts.variable, constant_div_mod: counts.constant });
+            out.push(LoopArithmetic {
+                file,
+                entry_point: ep.name.clone(),
+                variable_div_mod: counts.variable,
+                constant_div_mod: counts.constant,
+            });
         }
     }
     out

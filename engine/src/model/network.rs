@@ -248,7 +248,7 @@ impl Network {
             argmax,
             labels: Tensor::zeros(d, &[capacity]),
             stats: Tensor::zeros(d, &[STATS_SLOTS, 2]),
-            pending: Vec::new(),
+            pending: Vec::with_capacity(if training { STATS_SLOTS } else { 0 }),
             collected: Vec::new(),
             outputs: Tensor::zeros(d, &[capacity * (classes + 1)]),
             host_labels: vec![0; capacity],

@@ -1,4 +1,5 @@
-// The tiled matrix product shared by dense.wgsl and conv2d.wgsl (prepended to both).
+// The tiled matrix product shared by dense.wgsl and conv2d.wgsl (prepended to both, after the
+// tile constants of one variant: BM x BN outputs per workgroup, TM x TN per thread).
 //
 //   C[m, col] = epilogue(sum over k of A(m, k) * B(k, col))
 //
@@ -6,24 +7,30 @@
 // ReLU and a dropout mask on an activation; on a gradient, the ReLU mask of the activation it
 // flows back into (`act` > 0) and the dropout mask. A dispatch that needs none passes zeros.
 //
-// The including file defines how operands are read: dense operands are strided matrices,
-// convolution operands are gathered from NHWC tensors on the fly (implicit im2col), so no
-// unfolded copy is ever stored. What depends only on a row of A (`ARow`, from `a_row`) is
-// computed once per thread before the K loop, and what depends on the reduction index of the
-// thread's column of the K tile (`KState`, from `k_start`, moved on by `k_advance`) is carried
-// through it, so `load_a(mode, row, k, ks)` and `load_b(mode, k, col)` divide by no run-time
-// value inside the loop.
+// The including file declares the operand buffers `a` and `b` and defines how operands are
+// read: dense operands are strided matrices, convolution operands are gathered from NHWC
+// tensors on the fly (implicit im2col), so no unfolded copy is ever stored. Operands are read
+// in groups of four elements along the dimension whose stride is 1 (`a_order`, `b_order`), so
+// neighbouring threads read neighbouring addresses, and a group is one vec4 load where the
+// dispatcher found it aligned (`a_vec4`, `b_vec4`). What depends only on a row of A (`ARow`,
+// from `a_row`) is computed once per thread before the K loop, and what depends on the
+// reduction index of a group read along m (`KState`, from `k_start`, moved on by `k_advance`)
+// is carried through it, so the loaders divide by no run-time value inside the loop.
 //
-// Each workgroup computes one TILE x TILE block of C over one slice of the reduction
-// ("split-K": slices write their own partial block, `reduce_splits` sums them in a fixed order,
-// so results are deterministic). Workgroups are numbered linearly across x and y so that a
-// dispatch never needs more than 65,535 groups in one dimension.
+// Each thread accumulates TM x TN outputs in registers from vec4 reads of the K tile in
+// workgroup memory (TM / 4 + TN / 4 reads per TM * TN multiply-adds), while the next K tile
+// is already on its way from global memory into registers.
+//
+// Each workgroup computes one BM x BN block of C over one slice of the reduction ("split-K":
+// slices write their own partial block, `reduce_splits` sums them in a fixed order, so results
+// are deterministic). Workgroups are numbered linearly across x and y so that a dispatch never
+// needs more than 65,535 groups in one dimension.
 
 struct Gemm {
     m: u32,
     n: u32,
     k: u32,
-    // Reduction length of one split; the number of splits.
+    // Reduction length of one split (a multiple of BK); the number of splits.
     k_chunk: u32,
     splits: u32,
     // Tiles across n, and tiles in the whole of C.
@@ -32,6 +39,11 @@ struct Gemm {
     has_bias: u32,
     // A row of A that is all ones (so that row of C is the bias gradient), or NONE.
     ones_row: u32,
+    // How groups of four are read: ALONG_K or ALONG_MN; as one vec4 load (1) or four (0).
+    a_order: u32,
+    b_order: u32,
+    a_vec4: u32,
+    b_vec4: u32,
     // Strided operands (dense): A(m, k) = a[m * a_rs + k * a_cs], B likewise.
     a_rs: u32,
     a_cs: u32,
@@ -50,6 +62,8 @@ struct Gemm {
     stride_w: u32,
     pad_top: u32,
     pad_left: u32,
+    // The convolution's input holds u8 pixels, four to a word, scaled to [0, 1] as they are read.
+    input_u8: u32,
     // Epilogue: ACT_*; a dropout mask (0 or 1; per-key hash, threshold, scale).
     activation: u32,
     dropout: u32,
@@ -62,18 +76,29 @@ const ACT_NONE: u32 = 0u;
 const ACT_RELU: u32 = 1u;
 const ACT_RELU_MASK: u32 = 2u;
 
+const ALONG_K: u32 = 0u;
+const ALONG_MN: u32 = 1u;
+
 const NONE: u32 = 0xffffffffu;
-const TILE: u32 = 64u;
-const TILE_K: u32 = 16u;
-// Threads per side of the 16 x 16 workgroup; each computes a 4 x 4 block of C.
-const THREADS: u32 = 16u;
-const PER_THREAD: u32 = 4u;
-// Padded row of the A tile, so that storing a column does not hit one memory bank.
-const A_STRIDE: u32 = 65u;
+// Reduction indices per K tile.
+const BK: u32 = 8u;
+// Threads across the columns and the rows of the tile.
+const WG_X: u32 = BN / TN;
+const WG_Y: u32 = BM / TM;
+const THREADS: u32 = WG_X * WG_Y;
+// Groups of four values in one K tile of A and of B, and how many each thread reads.
+const A_TILE_GROUPS: u32 = BM * BK / 4u;
+const B_TILE_GROUPS: u32 = BN * BK / 4u;
+const A_GROUPS: u32 = (A_TILE_GROUPS + THREADS - 1u) / THREADS;
+const B_GROUPS: u32 = (B_TILE_GROUPS + THREADS - 1u) / THREADS;
+// vec4s per column of the K tile of A and of B, and per thread's rows and columns.
+const BM4: u32 = BM / 4u;
+const BN4: u32 = BN / 4u;
+const BK4: u32 = BK / 4u;
+const TM4: u32 = TM / 4u;
+const TN4: u32 = TN / 4u;
 
 @group(0) @binding(0) var<uniform> p: Gemm;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 // The ones row of C (a bias gradient).
@@ -81,24 +106,101 @@ const A_STRIDE: u32 = 65u;
 // The activation a gradient flows back into (ACT_RELU_MASK).
 @group(0) @binding(6) var<storage, read> act: array<f32>;
 
-var<workgroup> tile_a: array<f32, 1040>; // TILE_K * A_STRIDE
-var<workgroup> tile_b: array<f32, 1024>; // TILE_K * TILE
+// The K tile, k-major: tile_a[k * BM / 4 + m / 4] holds rows m..m+3 of column k.
+var<workgroup> tile_a: array<vec4<f32>, BK * BM4>;
+var<workgroup> tile_b: array<vec4<f32>, BK * BN4>;
 
-fn fetch_a(mode: u32, row: ARow, m: u32, k: u32, ks: KState, k_end: u32) -> f32 {
-    if m >= p.m || k >= k_end {
-        return 0.0;
-    }
-    if m == p.ones_row {
-        return 1.0;
-    }
-    return load_a(mode, row, k, ks);
+// Where one of a thread's groups sits in the tile: its first row (A) or column (B), its first
+// reduction index, and whether it exists (the last threads may have fewer groups).
+struct Group {
+    mn: u32,
+    k: u32,
+    live: bool,
 }
 
-fn fetch_b(mode: u32, k: u32, col: u32, k_end: u32) -> f32 {
-    if k >= k_end || col >= p.n {
-        return 0.0;
+fn a_group(t: u32, i: u32) -> Group {
+    let g = t + i * THREADS;
+    if p.a_order == ALONG_K {
+        return Group(g / BK4, (g % BK4) * 4u, g < A_TILE_GROUPS);
     }
-    return load_b(mode, k, col);
+    return Group((g % BM4) * 4u, g / BM4, g < A_TILE_GROUPS);
+}
+
+fn b_group(t: u32, i: u32) -> Group {
+    let g = t + i * THREADS;
+    if p.b_order == ALONG_K {
+        return Group(g / BK4, (g % BK4) * 4u, g < B_TILE_GROUPS);
+    }
+    return Group((g % BN4) * 4u, g / BN4, g < B_TILE_GROUPS);
+}
+
+// Four values of A from (m, k): along k, A(m, k..k+3); along m, A(m..m+3, k). Zero outside A
+// and the split's slice; the ones row reads ones.
+fn fetch_a(mode: u32, row: ARow, m: u32, k: u32, ks: KState, k_end: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if p.a_order == ALONG_K {
+        if m >= p.m || k >= k_end {
+            return v;
+        }
+        if m == p.ones_row {
+            return select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(k_end));
+        }
+        if p.a_vec4 != 0u {
+            return load_a4(mode, row, m, k, ks);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if k + j < k_end {
+                v[j] = load_a(mode, row, m, k + j, ks);
+            }
+        }
+        return v;
+    }
+    if k >= k_end || m >= p.m {
+        return v;
+    }
+    if p.a_vec4 != 0u && m + 3u < p.ones_row && m + 3u < p.m {
+        return load_a4(mode, row, m, k, ks);
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let mj = m + j;
+        if mj == p.ones_row {
+            v[j] = 1.0;
+        } else if mj < p.m {
+            v[j] = load_a(mode, row, mj, k, ks);
+        }
+    }
+    return v;
+}
+
+// Four values of B from (k, col): along k, B(k..k+3, col); along n, B(k, col..col+3).
+fn fetch_b(mode: u32, k: u32, col: u32, k_end: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if p.b_order == ALONG_K {
+        if col >= p.n || k >= k_end {
+            return v;
+        }
+        if p.b_vec4 != 0u {
+            return load_b4(mode, k, col);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if k + j < k_end {
+                v[j] = load_b(mode, k + j, col);
+            }
+        }
+        return v;
+    }
+    if k >= k_end || col >= p.n {
+        return v;
+    }
+    if p.b_vec4 != 0u {
+        return load_b4(mode, k, col);
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if col + j < p.n {
+            v[j] = load_b(mode, k, col + j);
+        }
+    }
+    return v;
 }
 
 // Element `idx` (row-major in C, column `col`) of the finished product.
@@ -135,43 +237,111 @@ fn gemm_tiles(mode: u32, wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) {
         return;
     }
     let tile = id % p.tiles;
-    let row0 = (tile / p.tiles_n) * TILE;
-    let col0 = (tile % p.tiles_n) * TILE;
+    let row0 = (tile / p.tiles_n) * BM;
+    let col0 = (tile % p.tiles_n) * BN;
     let k_begin = split * p.k_chunk;
     let k_end = min(k_begin + p.k_chunk, p.k);
-    let t = lid.y * THREADS + lid.x;
-    // Thread t loads rows t / TILE_K + 16 i of the A tile, all in column t % TILE_K.
-    let ak = t % TILE_K;
-    let am0 = t / TILE_K;
-    var rows: array<ARow, 4>;
-    rows[0] = a_row(mode, row0 + am0);
-    rows[1] = a_row(mode, row0 + am0 + 16u);
-    rows[2] = a_row(mode, row0 + am0 + 32u);
-    rows[3] = a_row(mode, row0 + am0 + 48u);
-    var ks = k_start(mode, k_begin + ak);
+    let t = lid.y * WG_X + lid.x;
 
-    var acc: array<array<f32, 4>, 4>;
-    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
-        for (var i = 0u; i < 4u; i++) {
-            let e = t + i * THREADS * THREADS;
-            let am = am0 + 16u * i;
-            tile_a[ak * A_STRIDE + am] = fetch_a(mode, rows[i], row0 + am, k0 + ak, ks, k_end);
-            let bk = e / TILE;
-            let bn = e % TILE;
-            tile_b[bk * TILE + bn] = fetch_b(mode, k0 + bk, col0 + bn, k_end);
+    // Each group's place in the tile and what its loads need, worked out once.
+    var ga: array<Group, A_GROUPS>;
+    var rows: array<ARow, A_GROUPS>;
+    var ks: array<KState, A_GROUPS>;
+    // Where a group goes in the K tile: its vec4 and, for a group along k, its lane in it.
+    var a_store: array<u32, A_GROUPS>;
+    var a_lane: array<u32, A_GROUPS>;
+    for (var i = 0u; i < A_GROUPS; i++) {
+        ga[i] = a_group(t, i);
+        rows[i] = a_row(mode, row0 + ga[i].mn);
+        ks[i] = k_start(mode, k_begin + ga[i].k);
+        a_store[i] = ga[i].k * BM4 + ga[i].mn / 4u;
+        a_lane[i] = ga[i].mn % 4u;
+    }
+    var gb: array<Group, B_GROUPS>;
+    var b_store: array<u32, B_GROUPS>;
+    var b_lane: array<u32, B_GROUPS>;
+    for (var i = 0u; i < B_GROUPS; i++) {
+        gb[i] = b_group(t, i);
+        b_store[i] = gb[i].k * BN4 + gb[i].mn / 4u;
+        b_lane[i] = gb[i].mn % 4u;
+    }
+
+    // The first K tile into registers.
+    var next_a: array<vec4<f32>, A_GROUPS>;
+    var next_b: array<vec4<f32>, B_GROUPS>;
+    for (var i = 0u; i < A_GROUPS; i++) {
+        if ga[i].live {
+            next_a[i] = fetch_a(mode, rows[i], row0 + ga[i].mn, k_begin + ga[i].k, ks[i], k_end);
         }
-        ks = k_advance(mode, ks);
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < PER_THREAD; i++) {
-                av[i] = tile_a[kk * A_STRIDE + lid.y + THREADS * i];
-                bv[i] = tile_b[kk * TILE + lid.x + THREADS * i];
+    }
+    for (var i = 0u; i < B_GROUPS; i++) {
+        if gb[i].live {
+            next_b[i] = fetch_b(mode, k_begin + gb[i].k, col0 + gb[i].mn, k_end);
+        }
+    }
+
+    var acc: array<array<vec4<f32>, TN4>, TM>;
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        // Registers -> the K tile (a group along k is a column of the k-major tile).
+        for (var i = 0u; i < A_GROUPS; i++) {
+            if !ga[i].live {
+                continue;
             }
-            for (var i = 0u; i < PER_THREAD; i++) {
-                for (var j = 0u; j < PER_THREAD; j++) {
-                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+            if p.a_order == ALONG_K {
+                for (var j = 0u; j < 4u; j++) {
+                    tile_a[a_store[i] + j * BM4][a_lane[i]] = next_a[i][j];
+                }
+            } else {
+                tile_a[a_store[i]] = next_a[i];
+            }
+        }
+        for (var i = 0u; i < B_GROUPS; i++) {
+            if !gb[i].live {
+                continue;
+            }
+            if p.b_order == ALONG_K {
+                for (var j = 0u; j < 4u; j++) {
+                    tile_b[b_store[i] + j * BN4][b_lane[i]] = next_b[i][j];
+                }
+            } else {
+                tile_b[b_store[i]] = next_b[i];
+            }
+        }
+        workgroupBarrier();
+
+        // The next K tile, from global memory, while this one is multiplied.
+        let k1 = k0 + BK;
+        if k1 < k_end {
+            for (var i = 0u; i < A_GROUPS; i++) {
+                ks[i] = k_advance(mode, ks[i]);
+                if ga[i].live {
+                    next_a[i] = fetch_a(mode, rows[i], row0 + ga[i].mn, k1 + ga[i].k, ks[i], k_end);
+                }
+            }
+            for (var i = 0u; i < B_GROUPS; i++) {
+                if gb[i].live {
+                    next_b[i] = fetch_b(mode, k1 + gb[i].k, col0 + gb[i].mn, k_end);
+                }
+            }
+        }
+
+        // Thread (lid.x, lid.y) owns rows 4 lid.y + (BM / (TM / 4)) r + {0..3}, r < TM / 4,
+        // and columns 4 lid.x + (BN / (TN / 4)) s + {0..3}, s < TN / 4.
+        for (var kk = 0u; kk < BK; kk++) {
+            var av: array<vec4<f32>, TM4>;
+            var bv: array<vec4<f32>, TN4>;
+            for (var r = 0u; r < TM4; r++) {
+                av[r] = tile_a[kk * BM4 + r * WG_Y + lid.y];
+            }
+            for (var s = 0u; s < TN4; s++) {
+                bv[s] = tile_b[kk * BN4 + s * WG_X + lid.x];
+            }
+            for (var r = 0u; r < TM4; r++) {
+                for (var e = 0u; e < 4u; e++) {
+                    let a_value = vec4<f32>(av[r][e]);
+                    for (var s = 0u; s < TN4; s++) {
+                        acc[r * 4u + e][s] = fma(a_value, bv[s], acc[r * 4u + e][s]);
+                    }
                 }
             }
         }
@@ -179,38 +349,50 @@ fn gemm_tiles(mode: u32, wid: vec3<u32>, groups: vec3<u32>, lid: vec3<u32>) {
     }
 
     let base = split * p.m * p.n;
-    for (var i = 0u; i < PER_THREAD; i++) {
-        let row = row0 + lid.y + THREADS * i;
-        if row >= p.m {
-            continue;
-        }
-        for (var j = 0u; j < PER_THREAD; j++) {
-            let col = col0 + lid.x + THREADS * j;
-            if col >= p.n {
+    for (var r = 0u; r < TM4; r++) {
+        for (var e = 0u; e < 4u; e++) {
+            let row = row0 + (r * WG_Y + lid.y) * 4u + e;
+            if row >= p.m {
                 continue;
             }
-            if p.splits == 1u {
-                store_finished(row, col, acc[i][j]);
-            } else {
-                c[base + row * p.n + col] = acc[i][j];
+            for (var s = 0u; s < TN4; s++) {
+                for (var f = 0u; f < 4u; f++) {
+                    let col = col0 + (s * WG_X + lid.x) * 4u + f;
+                    if col >= p.n {
+                        continue;
+                    }
+                    if p.splits == 1u {
+                        store_finished(row, col, acc[r * 4u + e][s][f]);
+                    } else {
+                        c[base + row * p.n + col] = acc[r * 4u + e][s][f];
+                    }
+                }
             }
         }
     }
 }
 
-// Sums the splits' partial products (`a` holds them, split-major) and stores them as one split
-// would.
-@compute @workgroup_size(256)
-fn reduce_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                 @builtin(local_invocation_index) li: u32) {
-    let idx = (wid.x + wid.y * groups.x) * 256u + li;
+// Sums the splits' partial products (`partials`, split-major) and stores them as one split
+// would. Each workgroup finishes 64 elements of C; its four rows of threads each sum every
+// fourth split, then the four partial sums are added in order.
+const REDUCE_LANES: u32 = 4u;
+var<workgroup> lane_sums: array<f32, 256>;
+
+fn reduce(wid: vec3<u32>, groups: vec3<u32>, li: u32) {
+    let e = li % 64u;
+    let lane = li / 64u;
+    let idx = (wid.x + wid.y * groups.x) * 64u + e;
     let mn = p.m * p.n;
-    if idx >= mn {
-        return;
-    }
     var v = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-        v += a[s * mn + idx];
+    if idx < mn {
+        for (var s = lane; s < p.splits; s += REDUCE_LANES) {
+            v += partial(s * mn + idx);
+        }
     }
-    store_finished(idx / p.n, idx % p.n, v);
+    lane_sums[li] = v;
+    workgroupBarrier();
+    if lane == 0u && idx < mn {
+        let total = ((lane_sums[e] + lane_sums[e + 64u]) + lane_sums[e + 128u]) + lane_sums[e + 192u];
+        store_finished(idx / p.n, idx % p.n, total);
+    }
 }

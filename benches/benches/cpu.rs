@@ -42,7 +42,7 @@ fn kernels(c: &mut Criterion) {
     let conv2 = spec.layers.iter().position(|l| l.name == "conv2").unwrap();
     let g2 = spec.layers[conv2].conv_geometry(shapes[conv2]).unwrap();
     let n = 100;
-    let x = Tensor::zeros(&d, &[n * g2.in_len()]);
+    let x: Tensor = Tensor::zeros(&d, &[n * g2.in_len()]);
     let w = Tensor::zeros(&d, &[g2.weight_len()]);
     let bias = Tensor::zeros(&d, &[g2.out_c]);
     let mut y = Tensor::zeros(&d, &[n * g2.out_len()]);

@@ -49,7 +49,7 @@ fn kernels(c: &mut Criterion) {
     let size: usize = std::env::var("GEMM_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
     let mut g = c.benchmark_group("kernels_flops");
     for (name, d) in devices() {
-        let x = Tensor::zeros(&d, &[n * g2.in_len()]);
+        let x: Tensor = Tensor::zeros(&d, &[n * g2.in_len()]);
         let w = Tensor::zeros(&d, &[g2.weight_len()]);
         let bias = Tensor::zeros(&d, &[g2.out_c]);
         let mut y = Tensor::zeros(&d, &[n * g2.out_len()]);

@@ -60,7 +60,7 @@ fn main() {
 }
 
 fn conv(d: &Device, g: &Conv2dGeometry, n: usize, name: &str) -> f64 {
-    let x = Tensor::zeros(d, &[n * g.in_len()]);
+    let x: Tensor = Tensor::zeros(d, &[n * g.in_len()]);
     let w = Tensor::from_host(d, "w", &[g.weight_len()], &vec![0.01; g.weight_len()]).unwrap();
     let b = Tensor::zeros(d, &[g.out_c]);
     let mut y = Tensor::zeros(d, &[n * g.out_len()]);

@@ -130,12 +130,63 @@ pub enum UpdateRule {
     Adam(cpu::optim::AdamStep),
 }
 
+/// A convolution's input: activations, or u8 pixels packed four to a word (little-endian),
+/// which the convolution scales to [0, 1] as it reads them (a network's input on a GPU).
+#[derive(Clone, Copy)]
+pub enum ConvInput<'a> {
+    F32(&'a Tensor),
+    U8(&'a Tensor<u32>),
+}
+
+impl<'a> From<&'a Tensor> for ConvInput<'a> {
+    fn from(x: &'a Tensor) -> Self {
+        ConvInput::F32(x)
+    }
+}
+
+impl<'a> From<&'a Tensor<u32>> for ConvInput<'a> {
+    fn from(pixels: &'a Tensor<u32>) -> Self {
+        ConvInput::U8(pixels)
+    }
+}
+
+impl ConvInput<'_> {
+    /// The first `len` input values on the CPU (u8 pixels scaled into a new buffer).
+    fn cpu(&self, len: usize) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            ConvInput::F32(x) => std::borrow::Cow::Borrowed(x.cpu()),
+            ConvInput::U8(pixels) => {
+                let mut x = vec![0.0; len];
+                cpu::elementwise::normalize_u8(&bytemuck::cast_slice(pixels.cpu())[..len], &mut x);
+                std::borrow::Cow::Owned(x)
+            }
+        }
+    }
+
+    fn gpu(&self) -> (gpu::BufRef<'_>, bool) {
+        match self {
+            ConvInput::F32(x) => (x.gpu(), false),
+            ConvInput::U8(pixels) => (pixels.gpu(), true),
+        }
+    }
+}
+
 impl Device {
     #[allow(clippy::too_many_arguments)]
-    pub fn conv2d_forward(&self, g: &Conv2dGeometry, n: usize, x: &Tensor, w: &Tensor, b: &Tensor, epilogue: Epilogue, y: &mut Tensor) {
+    pub fn conv2d_forward<'a>(
+        &self,
+        g: &Conv2dGeometry,
+        n: usize,
+        x: impl Into<ConvInput<'a>>,
+        w: &Tensor,
+        b: &Tensor,
+        epilogue: Epilogue,
+        y: &mut Tensor,
+    ) {
+        let x = x.into();
         match self {
             Device::Cpu(d) => {
-                cpu::conv2d::forward(d, g, n, x.cpu(), w.cpu(), b.cpu(), y.cpu_mut());
+                cpu::conv2d::forward(d, g, n, &x.cpu(n * g.in_len()), w.cpu(), b.cpu(), y.cpu_mut());
                 epilogue.forward_cpu(&mut y.cpu_mut()[..n * g.out_len()]);
             }
             Device::Gpu(d) => gpu::conv2d::forward(&d.ctx, g, n, x.gpu(), w.gpu(), b.gpu(), &epilogue, y.gpu()),
@@ -155,9 +206,19 @@ impl Device {
         }
     }
 
-    pub fn conv2d_backward_weight(&self, g: &Conv2dGeometry, n: usize, x: &Tensor, dy: &Tensor, dw: &mut Tensor, db: &mut Tensor) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward_weight<'a>(
+        &self,
+        g: &Conv2dGeometry,
+        n: usize,
+        x: impl Into<ConvInput<'a>>,
+        dy: &Tensor,
+        dw: &mut Tensor,
+        db: &mut Tensor,
+    ) {
+        let x = x.into();
         match self {
-            Device::Cpu(d) => cpu::conv2d::backward_weight(d, g, n, x.cpu(), dy.cpu(), dw.cpu_mut(), db.cpu_mut()),
+            Device::Cpu(d) => cpu::conv2d::backward_weight(d, g, n, &x.cpu(n * g.in_len()), dy.cpu(), dw.cpu_mut(), db.cpu_mut()),
             Device::Gpu(d) => gpu::conv2d::backward_weight(&d.ctx, g, n, x.gpu(), dy.gpu(), dw.gpu(), db.gpu()),
         }
     }
@@ -274,6 +335,15 @@ impl Device {
     }
 
     /// Uploads u8 pixels into `x` as floats in [0, 1].
+    /// Writes u8 pixels, four to a word, into `packed` as they are (for a [`ConvInput::U8`]).
+    pub fn stage_pixels(&self, pixels: &[u8], packed: &mut Tensor<u32>) {
+        assert!(pixels.len() <= packed.len() * 4, "{} pixels exceed a {}-word tensor", pixels.len(), packed.len());
+        match self {
+            Device::Cpu(_) => bytemuck::cast_slice_mut(packed.cpu_mut())[..pixels.len()].copy_from_slice(pixels),
+            Device::Gpu(d) => d.ctx.write(packed.gpu(), pixels),
+        }
+    }
+
     pub fn upload_images_u8(&self, pixels: &[u8], x: &mut Tensor) {
         match self {
             Device::Cpu(_) => cpu::elementwise::normalize_u8(pixels, x.cpu_mut()),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{distinct, random, same_on_both};
-use engine::backend::{Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
+use engine::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
 use engine::cpu::optim::AdamStep;
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
@@ -39,8 +39,33 @@ fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride:
 
 #[test]
 fn matmul_matches_cpu() {
-    // The last shapes have few output tiles and a long reduction: they take the split-K path.
-    for (m, n, k) in [(1, 1, 1), (3, 17, 5), (17, 3, 127), (28, 127, 65), (64, 64, 64), (130, 70, 33), (3, 5, 2000), (65, 17, 1500)] {
+    // Every tile variant (by the number of columns: up to 16, 32 with few or many rows, 64,
+    // more), each with M, N, K off and on multiples of 4 and 8 (aligned operands are read as
+    // vec4), K = 25 and N = 10 and 32; the shapes with few output tiles and a long reduction
+    // take the split-K path.
+    let shapes = [
+        (1, 1, 1),
+        (3, 17, 5),
+        (17, 3, 127),
+        (28, 127, 65),
+        (64, 64, 64),
+        (130, 70, 33),
+        (3, 5, 2000),
+        (65, 17, 1500),
+        (130, 10, 25),
+        (132, 16, 24),
+        (26, 32, 25),
+        (31, 19, 2000),
+        (129, 32, 44),
+        (200, 31, 9),
+        (130, 64, 800),
+        (257, 63, 3),
+        (130, 129, 33),
+        (256, 128, 64),
+        (100, 1024, 520),
+        (12, 8, 4000),
+    ];
+    for (m, n, k) in shapes {
         let (a, b) = (random(m * k, 1), random(k * n, 2));
         same_on_both(&format!("matmul {m}x{n}x{k}"), 1e-5 * k as f32, 1e-4, |d| {
             let mut c = Tensor::zeros(d, &[m, n]);
@@ -53,7 +78,11 @@ fn matmul_matches_cpu() {
 #[test]
 fn dense_passes_match_cpu() {
     // (examples, inputs, outputs); the last has a batch long enough to split the weight gradient.
-    for (n, inputs, outputs) in [(1, 3, 17), (17, 127, 10), (3, 28, 65), (2, 1, 1), (600, 5, 3), (7, 25, 32)] {
+    // With inputs and outputs multiples of 4, the transposed operands (W in backward input, x
+    // in backward weight) are read as vec4 too.
+    for (n, inputs, outputs) in
+        [(1, 3, 17), (17, 127, 10), (3, 28, 65), (2, 1, 1), (600, 5, 3), (7, 25, 32), (20, 64, 32), (600, 8, 12), (5, 1024, 10)]
+    {
         let cap = n + 1;
         let (x, w, b, dy) = (random(cap * inputs, 3), random(inputs * outputs, 4), random(outputs, 5), random(cap * outputs, 6));
         same_on_both(&format!("dense n={n} {inputs}->{outputs}"), 1e-5 * n.max(inputs) as f32, 1e-4, |d| {
@@ -103,6 +132,9 @@ fn conv2d_passes_match_cpu() {
         (3, conv((28, 28), 1, 32, 5, 1, 2)), // conv1 of the default model: K = 25, N = 32
         (2, conv((9, 8), 3, 10, 4, 3, 2)),   // stride 3 with padding: every tap remainder, N = 10
         (1, conv((2, 3), 2, 3, 2, 1, 0)),    // fewer output positions than a K step moves over
+        (2, conv((7, 7), 4, 8, 3, 2, 1)),    // four-channel groups (vec4 loads) with stride and padding
+        (2, conv((6, 5), 12, 20, 1, 1, 0)),  // pointwise, vec4
+        (2, conv((7, 7), 32, 64, 5, 1, 2)),  // conv2 of the default model, small
     ];
     for (n, g) in cases {
         let cap = n + 1;
@@ -118,6 +150,35 @@ fn conv2d_passes_match_cpu() {
             d.conv2d_backward_input(&g, n, &dyt, &wt, None, &mut dx);
             d.conv2d_backward_weight(&g, n, &xt, &dyt, &mut dw, &mut db);
             vec![("y", y.to_host()), ("dx", dx.to_host()), ("dw", dw.to_host()), ("db", db.to_host())]
+        });
+    }
+}
+
+/// A first convolution reading u8 pixels (four to a word) scales them as the input
+/// normalisation would: the same outputs as from the scaled floats, on both devices.
+#[test]
+fn conv2d_reads_u8_pixels_as_scaled_values() {
+    for (n, g) in [(3, conv((28, 28), 1, 32, 5, 1, 2)), (2, conv((5, 6), 4, 8, 3, 1, 1)), (2, conv((7, 5), 3, 5, 3, 2, 0))] {
+        let cap = n + 1;
+        let pixels: Vec<u8> = (0..n * g.in_len()).map(|i| (i * 131 % 256) as u8).collect();
+        let (w, b, dy) = (random(g.weight_len(), 8), random(g.out_c, 9), random(cap * g.out_len(), 10));
+        same_on_both(&format!("u8 conv2d n={n} {g:?}"), 1e-5 * (n * g.positions()).max(g.patch_len()) as f32, 1e-4, |d| {
+            let (wt, bt, dyt) = (upload(d, "w", &w), upload(d, "b", &b), upload(d, "dy", &dy));
+            let mut packed = Tensor::<u32>::zeros(d, &[(cap * g.in_len()).div_ceil(4)]);
+            d.stage_pixels(&pixels, &mut packed);
+            let mut scaled = Tensor::zeros(d, &[cap * g.in_len()]);
+            d.upload_images_u8(&pixels, &mut scaled);
+            let run = |x: ConvInput| {
+                let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
+                let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
+                d.conv2d_forward(&g, n, x, &wt, &bt, Epilogue { relu: true, dropout: None }, &mut y);
+                d.conv2d_backward_weight(&g, n, x, &dyt, &mut dw, &mut db);
+                [y.to_host(), dw.to_host(), db.to_host()]
+            };
+            let from_u8 = run((&packed).into());
+            assert_eq!(from_u8, run((&scaled).into()), "u8 pixels and their scaled floats give the same results on {}", d.describe());
+            let [y, dw, db] = from_u8;
+            vec![("y", y), ("dw", dw), ("db", db)]
         });
     }
 }

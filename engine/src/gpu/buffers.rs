@@ -40,10 +40,17 @@ impl<'a> BufRef<'a> {
     }
 }
 
+/// Buffers and bindings are whole vec4s, so kernels may read any operand as `array<vec4<f32>>`.
+pub(crate) const BINDING_GRAIN: u64 = 16;
+
+fn binding_size(bytes: u64) -> u64 {
+    bytes.max(BINDING_GRAIN).next_multiple_of(BINDING_GRAIN)
+}
+
 fn tensor_buffer(device: &GpuDevice, bytes: u64) -> wgpu::Buffer {
     device.ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("tensor"),
-        size: bytes.max(4).next_multiple_of(4),
+        size: binding_size(bytes),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
@@ -64,18 +71,13 @@ impl GpuBuffer {
         let mut end = 0u64;
         for &len in bytes {
             offsets.push(end);
-            end = (end + len.max(4).next_multiple_of(4)).next_multiple_of(align);
+            end = (end + binding_size(len)).next_multiple_of(align);
         }
         let whole = Self::zeroed(device, end);
         let parts = offsets
             .into_iter()
             .zip(bytes)
-            .map(|(offset, &len)| Self {
-                buffer: whole.buffer.clone(),
-                offset,
-                size: len.max(4).next_multiple_of(4),
-                device: device.clone(),
-            })
+            .map(|(offset, &len)| Self { buffer: whole.buffer.clone(), offset, size: binding_size(len), device: device.clone() })
             .collect();
         (parts, whole)
     }
@@ -132,7 +134,7 @@ impl BufferPool {
     pub(crate) fn scratch(&self, device: &wgpu::Device, kind: Scratch, bytes: u64) -> wgpu::Buffer {
         let mut slots = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut slots[kind as usize];
-        let bytes = bytes.max(4).next_multiple_of(4);
+        let bytes = binding_size(bytes);
         match slot {
             Some(buffer) if buffer.size() >= bytes => buffer.clone(),
             _ => {

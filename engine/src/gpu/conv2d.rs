@@ -1,6 +1,6 @@
-//! Dispatcher for shaders/conv2d.wgsl: each pass is one implicit matrix product. The forward
-//! and backward-input passes read each reduction index's tap from a table built here once per
-//! geometry, so their K loops divide by no run-time value.
+//! Dispatcher for shaders/conv2d.wgsl: each pass is one implicit matrix product. Every pass
+//! reads its taps from a table built here once per geometry, so no K loop divides by a
+//! run-time value. The input may be u8 pixels (`input_u8`), scaled as the kernel reads them.
 
 use wgpu::util::DeviceExt;
 
@@ -11,13 +11,22 @@ use super::kernels::Kernel;
 use crate::backend::{Conv2dGeometry, Epilogue, GradMask};
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn forward(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: BufRef, w: BufRef, b: BufRef, epilogue: &Epilogue, y: BufRef) {
+pub(crate) fn forward(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    n: usize,
+    (x, input_u8): (BufRef, bool),
+    w: BufRef,
+    b: BufRef,
+    epilogue: &Epilogue,
+    y: BufRef,
+) {
     Gemm {
         kernel: Kernel::ConvForward,
         m: n * g.positions(),
         n: g.out_c,
         k: g.patch_len(),
-        operands: Operands::Conv(g),
+        operands: Operands::Conv { geometry: g, input_u8 },
         a: x,
         b: w,
         bias: Some(b),
@@ -36,7 +45,7 @@ pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy:
         m: n * g.in_h * g.in_w,
         n: g.in_c,
         k: g.kernel_h * g.kernel_w * g.out_c,
-        operands: Operands::Conv(g),
+        operands: Operands::Conv { geometry: g, input_u8: false },
         a: dy,
         b: w,
         bias: None,
@@ -50,30 +59,40 @@ pub(crate) fn backward_input(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, dy:
 
 /// Writes the weight gradient into `dw` and the bias gradient into `db`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_weight(ctx: &GpuContext, g: &Conv2dGeometry, n: usize, x: BufRef, dy: BufRef, dw: BufRef, db: BufRef) {
+pub(crate) fn backward_weight(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    n: usize,
+    (x, input_u8): (BufRef, bool),
+    dy: BufRef,
+    dw: BufRef,
+    db: BufRef,
+) {
     Gemm {
         kernel: Kernel::ConvBackwardWeight,
         m: g.patch_len(),
         n: g.out_c,
         k: n * g.positions(),
-        operands: Operands::Conv(g),
+        operands: Operands::Conv { geometry: g, input_u8 },
         a: x,
         b: dy,
         bias: None,
         out: dw,
         ones_out: Some(db),
         finish: Finish::Plain,
-        taps: Some(BufRef::whole(&ctx.buffers.unused_input)),
+        // Its rows are the forward's reduction indices.
+        taps: Some(BufRef::whole(&tap_table(ctx, Kernel::ConvForward, g))),
     }
     .run(ctx);
 }
 
-/// Words per reduction index in a tap table.
+/// Words per entry of a tap table (two vec4s).
 const TAP_WORDS: usize = 8;
 
-/// The table shaders/conv2d.wgsl reads for `kernel` on `g`: per reduction index k, forward
-/// (ky, kx, ic) and backward input (ky and kx as quotient and remainder by the stride, oc, the
-/// tap). Built once per geometry and kept.
+/// The table shaders/conv2d.wgsl reads for `kernel` on `g`: per forward reduction index
+/// (ky, kx, ic) (also the backward weight's rows), `[ky, kx, ic]`; per backward-input
+/// reduction index (ky, kx, oc), ky and kx as quotient and remainder by the stride, oc and the
+/// tap. Built once per geometry and kept.
 fn tap_table(ctx: &GpuContext, kernel: Kernel, g: &Conv2dGeometry) -> wgpu::Buffer {
     let mut tables = ctx.buffers.tap_tables.lock().unwrap_or_else(|e| e.into_inner());
     let table = tables.entry((kernel, *g)).or_insert_with(|| {

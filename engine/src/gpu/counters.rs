@@ -27,13 +27,29 @@ pub struct GemmShape {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    /// Rows x columns of C per workgroup.
+    /// Rows x columns of C per workgroup, and per thread.
     pub tile: [usize; 2],
+    pub per_thread: [usize; 2],
+    /// Whether A's and B's groups of four are read as single vec4 loads (aligned operands).
+    pub vec4_loads: [bool; 2],
     pub splits: usize,
     pub useful_fma: u64,
     pub issued_fma: u64,
-    /// A second dispatch sums the splits (or extracts the bias row).
+    /// A second dispatch sums the splits.
     pub reduce_pass: bool,
+}
+
+impl GemmShape {
+    pub fn useful_fraction(&self) -> f64 {
+        self.useful_fma as f64 / self.issued_fma.max(1) as f64
+    }
+
+    /// Multiply-adds per vec4 read from workgroup memory in the inner loop: a thread reads
+    /// rows / 4 + columns / 4 vec4s for rows x columns multiply-adds.
+    pub fn fma_per_shared_load(&self) -> f64 {
+        let [rows, cols] = self.per_thread;
+        (rows * cols) as f64 / (rows / 4 + cols / 4) as f64
+    }
 }
 
 /// A snapshot of the counters (or the difference of two).

@@ -1,5 +1,7 @@
-//! The pipeline cache: every WGSL entry point compiled once, when the device opens.
+//! The pipeline cache: every WGSL entry point compiled once, when the device opens; the tiled
+//! products once per tile variant.
 
+use super::gemm::Tile;
 use crate::error::{EngineError, Result};
 
 const HASH: &str = include_str!("../../../shaders/hash.wgsl");
@@ -32,11 +34,31 @@ pub(crate) enum Kernel {
     Adam,
 }
 
-/// Shader files, as compiled: the tiled product and the dropout hash are prepended to their users.
-#[derive(Clone, Copy)]
-enum Module {
-    Dense,
-    Conv2d,
+/// A compiled entry point: a kernel, and for a tiled product its tile variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Pipeline {
+    pub(crate) kernel: Kernel,
+    pub(crate) tile: Option<Tile>,
+}
+
+impl From<Kernel> for Pipeline {
+    fn from(kernel: Kernel) -> Self {
+        Self { kernel, tile: None }
+    }
+}
+
+impl Pipeline {
+    fn index(self) -> usize {
+        self.kernel as usize * (Tile::ALL.len() + 1) + self.tile.map_or(0, |t| t as usize + 1)
+    }
+}
+
+/// Shader files, as compiled: the tiled product (after one variant's tile constants) and the
+/// dropout hash are prepended to their users.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Module {
+    Dense(Tile),
+    Conv2d(Tile),
     Pool,
     Elementwise,
     SoftmaxXent,
@@ -44,12 +66,16 @@ enum Module {
 }
 
 impl Module {
-    const ALL: [Module; 6] = [Module::Dense, Module::Conv2d, Module::Pool, Module::Elementwise, Module::SoftmaxXent, Module::Optim];
+    /// Every module the device compiles.
+    pub(crate) fn all() -> Vec<Module> {
+        let tiled = Tile::ALL.iter().flat_map(|&t| [Module::Dense(t), Module::Conv2d(t)]);
+        tiled.chain([Module::Pool, Module::Elementwise, Module::SoftmaxXent, Module::Optim]).collect()
+    }
 
-    fn file(self) -> &'static str {
+    pub(crate) fn file(self) -> &'static str {
         match self {
-            Module::Dense => "dense.wgsl",
-            Module::Conv2d => "conv2d.wgsl",
+            Module::Dense(_) => "dense.wgsl",
+            Module::Conv2d(_) => "conv2d.wgsl",
             Module::Pool => "pool.wgsl",
             Module::Elementwise => "elementwise.wgsl",
             Module::SoftmaxXent => "softmax_xent.wgsl",
@@ -57,10 +83,25 @@ impl Module {
         }
     }
 
-    fn source(self) -> String {
+    pub(crate) fn tile(self) -> Option<Tile> {
         match self {
-            Module::Dense => format!("{HASH}\n{GEMM_TILE}\n{DENSE}"),
-            Module::Conv2d => format!("{HASH}\n{GEMM_TILE}\n{CONV2D}"),
+            Module::Dense(t) | Module::Conv2d(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The file, and the tile variant where there is one (`dense.wgsl [128x64]`).
+    pub(crate) fn describe(self) -> String {
+        match self.tile() {
+            Some(t) => format!("{} [{}]", self.file(), t.name()),
+            None => self.file().to_string(),
+        }
+    }
+
+    pub(crate) fn source(self) -> String {
+        match self {
+            Module::Dense(t) => format!("{}\n{HASH}\n{GEMM_TILE}\n{DENSE}", t.wgsl_constants()),
+            Module::Conv2d(t) => format!("{}\n{HASH}\n{GEMM_TILE}\n{CONV2D}", t.wgsl_constants()),
             Module::Pool => format!("{HASH}\n{POOL}"),
             Module::Elementwise => format!("{HASH}\n{ELEMENTWISE}"),
             Module::SoftmaxXent => SOFTMAX_XENT.to_string(),
@@ -71,23 +112,34 @@ impl Module {
 
 pub(crate) const KERNEL_COUNT: usize = 16;
 
-const KERNELS: [(Kernel, Module, &str); KERNEL_COUNT] = [
-    (Kernel::Matmul, Module::Dense, "matmul"),
-    (Kernel::ReduceSplits, Module::Dense, "reduce_splits"),
-    (Kernel::ConvForward, Module::Conv2d, "forward"),
-    (Kernel::ConvBackwardInput, Module::Conv2d, "backward_input"),
-    (Kernel::ConvBackwardWeight, Module::Conv2d, "backward_weight"),
-    (Kernel::MaxPoolForward, Module::Pool, "max_forward"),
-    (Kernel::MaxPoolBackward, Module::Pool, "max_backward"),
-    (Kernel::ReluForward, Module::Elementwise, "relu_forward"),
-    (Kernel::ReluBackward, Module::Elementwise, "relu_backward"),
-    (Kernel::Dropout, Module::Elementwise, "dropout"),
-    (Kernel::NormalizeU8, Module::Elementwise, "normalize_u8"),
-    (Kernel::Xent, Module::SoftmaxXent, "xent"),
-    (Kernel::Predict, Module::SoftmaxXent, "predict"),
-    (Kernel::Sgd, Module::Optim, "sgd"),
-    (Kernel::Momentum, Module::Optim, "momentum"),
-    (Kernel::Adam, Module::Optim, "adam"),
+/// Which file family each kernel lives in.
+#[derive(Clone, Copy)]
+enum Family {
+    /// The tiled products: one pipeline per tile variant.
+    Dense,
+    Conv2d,
+    /// The split-K reduction, in dense.wgsl (any variant: it does not use the tile).
+    Reduce,
+    Single(Module),
+}
+
+const KERNELS: [(Kernel, Family, &str); KERNEL_COUNT] = [
+    (Kernel::Matmul, Family::Dense, "matmul"),
+    (Kernel::ReduceSplits, Family::Reduce, "reduce_splits"),
+    (Kernel::ConvForward, Family::Conv2d, "forward"),
+    (Kernel::ConvBackwardInput, Family::Conv2d, "backward_input"),
+    (Kernel::ConvBackwardWeight, Family::Conv2d, "backward_weight"),
+    (Kernel::MaxPoolForward, Family::Single(Module::Pool), "max_forward"),
+    (Kernel::MaxPoolBackward, Family::Single(Module::Pool), "max_backward"),
+    (Kernel::ReluForward, Family::Single(Module::Elementwise), "relu_forward"),
+    (Kernel::ReluBackward, Family::Single(Module::Elementwise), "relu_backward"),
+    (Kernel::Dropout, Family::Single(Module::Elementwise), "dropout"),
+    (Kernel::NormalizeU8, Family::Single(Module::Elementwise), "normalize_u8"),
+    (Kernel::Xent, Family::Single(Module::SoftmaxXent), "xent"),
+    (Kernel::Predict, Family::Single(Module::SoftmaxXent), "predict"),
+    (Kernel::Sgd, Family::Single(Module::Optim), "sgd"),
+    (Kernel::Momentum, Family::Single(Module::Optim), "momentum"),
+    (Kernel::Adam, Family::Single(Module::Optim), "adam"),
 ];
 
 /// The entry point name of kernel number `index`.
@@ -95,38 +147,56 @@ pub(crate) fn entry_point(index: usize) -> &'static str {
     KERNELS[index].2
 }
 
-/// Every shader module as the device compiles it: (file name, WGSL source).
-pub(crate) fn shader_modules() -> Vec<(&'static str, String)> {
-    Module::ALL.iter().map(|m| (m.file(), m.source())).collect()
+/// Every pipeline the device builds, with its module and entry point.
+fn pipelines() -> Vec<(Pipeline, Module, &'static str)> {
+    let mut out = Vec::new();
+    for &(kernel, family, entry) in &KERNELS {
+        match family {
+            Family::Dense => out.extend(Tile::ALL.map(|t| (Pipeline { kernel, tile: Some(t) }, Module::Dense(t), entry))),
+            Family::Conv2d => out.extend(Tile::ALL.map(|t| (Pipeline { kernel, tile: Some(t) }, Module::Conv2d(t), entry))),
+            Family::Reduce => out.push((kernel.into(), Module::Dense(Tile::ALL[0]), entry)),
+            Family::Single(module) => out.push((kernel.into(), module, entry)),
+        }
+    }
+    out
+}
+
+/// Every shader module as the device compiles it: (module, WGSL source).
+pub(crate) fn shader_modules() -> Vec<(Module, String)> {
+    Module::all().into_iter().map(|m| (m, m.source())).collect()
 }
 
 pub(crate) struct Kernels {
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// By [`Pipeline::index`].
+    pipelines: Vec<Option<wgpu::ComputePipeline>>,
 }
 
 impl Kernels {
     /// Compiles every shader file and entry point; a WGSL error names the file.
     pub(crate) fn build(device: &wgpu::Device) -> Result<Self> {
-        let mut modules = Vec::with_capacity(Module::ALL.len());
-        for module in Module::ALL {
+        let all = Module::all();
+        let mut modules = Vec::with_capacity(all.len());
+        for &module in &all {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(module.file()),
-                source: wgpu::ShaderSource::Wgsl(module.source().into()),
-            });
+            let descriptor =
+                wgpu::ShaderModuleDescriptor { label: Some(module.file()), source: wgpu::ShaderSource::Wgsl(module.source().into()) };
+            // SAFETY: the dispatchers keep every access in bounds (each workgroup checks its rows
+            // and columns against the shape; tests/gpu_guards.rs checks that guard regions after
+            // every output stay untouched) and every loop ends (its bounds are uniform values).
+            let shader = unsafe { device.create_shader_module_trusted(descriptor, wgpu::ShaderRuntimeChecks::unchecked()) };
             if let Some(err) = pollster::block_on(scope.pop()) {
-                return Err(EngineError::Device(format!("shaders/{}: {err}", module.file())));
+                return Err(EngineError::Device(format!("shaders/{}: {err}", module.describe())));
             }
             modules.push(shader);
         }
-        let mut pipelines = Vec::with_capacity(KERNELS.len());
-        for (i, &(kernel, module, entry)) in KERNELS.iter().enumerate() {
-            debug_assert_eq!(kernel as usize, i, "KERNELS is in Kernel order");
+        let mut pipelines = vec![None; KERNEL_COUNT * (Tile::ALL.len() + 1)];
+        for (pipeline, module, entry) in self::pipelines() {
+            let shader = &modules[all.iter().position(|&m| m == module).expect("every module is compiled")];
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            let compiled = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: None,
-                module: &modules[module as usize],
+                module: shader,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &[],
@@ -136,14 +206,14 @@ impl Kernels {
                 cache: None,
             });
             if let Some(err) = pollster::block_on(scope.pop()) {
-                return Err(EngineError::Device(format!("shaders/{} entry point {entry}: {err}", module.file())));
+                return Err(EngineError::Device(format!("shaders/{} entry point {entry}: {err}", module.describe())));
             }
-            pipelines.push(pipeline);
+            pipelines[pipeline.index()] = Some(compiled);
         }
         Ok(Self { pipelines })
     }
 
-    pub(crate) fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[kernel as usize]
+    pub(crate) fn get(&self, pipeline: Pipeline) -> &wgpu::ComputePipeline {
+        self.pipelines[pipeline.index()].as_ref().unwrap_or_else(|| panic!("no pipeline {pipeline:?}"))
     }
 }

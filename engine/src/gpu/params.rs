@@ -32,9 +32,10 @@ kernel_params! {
     /// The tiled product (gemm_tile.wgsl, prepended to dense.wgsl and conv2d.wgsl).
     Gemm in "dense.wgsl" {
         m: u32, n: u32, k: u32, k_chunk: u32, splits: u32, tiles_n: u32, tiles: u32, has_bias: u32, ones_row: u32,
+        a_order: u32, b_order: u32, a_vec4: u32, b_vec4: u32,
         a_rs: u32, a_cs: u32, b_rs: u32, b_cs: u32,
         in_h: u32, in_w: u32, in_c: u32, out_h: u32, out_w: u32, out_c: u32,
-        kernel_h: u32, kernel_w: u32, stride_h: u32, stride_w: u32, pad_top: u32, pad_left: u32,
+        kernel_h: u32, kernel_w: u32, stride_h: u32, stride_w: u32, pad_top: u32, pad_left: u32, input_u8: u32,
         activation: u32, dropout: u32, drop_base: u32, drop_threshold: u32, drop_scale: f32,
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::buffers::BufRef;
 use super::context::GpuContext;
 use super::counters::Counters;
-use super::kernels::Kernel;
+use super::kernels::Pipeline;
 use super::params::KernelParams;
 
 /// Bytes per uniform slot: the largest offset alignment any adapter may demand.
@@ -16,7 +16,7 @@ const UNIFORM_SLOTS: u64 = 2048;
 const MAX_BINDINGS: usize = 10;
 const MAX_CACHED_BIND_GROUPS: usize = 4096;
 
-type BindKey = (Kernel, u64, [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS]);
+type BindKey = (Pipeline, u64, [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS]);
 
 pub(crate) struct Recorder {
     encoder: Option<wgpu::CommandEncoder>,
@@ -92,7 +92,14 @@ impl GpuContext {
     /// Records `kernel` over `workgroups` workgroups (numbered linearly across x and y, so no
     /// dimension exceeds the adapter's limit). `params` fill the uniform at binding 0;
     /// `bindings` are (binding, buffer range) for the storage buffers the entry point uses.
-    pub(crate) fn dispatch<P: KernelParams>(&self, kernel: Kernel, params: &P, bindings: &[(u32, BufRef)], workgroups: usize) {
+    pub(crate) fn dispatch<P: KernelParams>(
+        &self,
+        pipeline: impl Into<Pipeline>,
+        params: &P,
+        bindings: &[(u32, BufRef)],
+        workgroups: usize,
+    ) {
+        let pipeline = pipeline.into();
         if workgroups == 0 {
             return;
         }
@@ -115,23 +122,23 @@ impl GpuContext {
         for &(binding, range) in bindings {
             buffers[binding as usize] = Some((range.buffer.clone(), range.offset, range.size));
         }
-        let key: BindKey = (kernel, slot, buffers);
+        let key: BindKey = (pipeline, slot, buffers);
         if !rec.bind_groups.contains_key(&key) {
             if rec.bind_groups.len() >= MAX_CACHED_BIND_GROUPS {
                 rec.bind_groups.clear();
             }
-            let group = self.create_bind_group(kernel, &rec.uniform_buffer, slot, bindings);
+            let group = self.create_bind_group(pipeline, &rec.uniform_buffer, slot, bindings);
             rec.bind_groups.insert(key.clone(), group);
         }
         let group = rec.bind_groups[&key].clone();
         let pass = rec.pass(&self.device, &self.counters);
-        pass.set_pipeline(self.kernels.get(kernel));
+        pass.set_pipeline(self.kernels.get(pipeline));
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x as u32, y as u32, 1);
-        self.counters.dispatched(kernel as usize);
+        self.counters.dispatched(pipeline.kernel as usize);
     }
 
-    fn create_bind_group(&self, kernel: Kernel, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, BufRef)]) -> wgpu::BindGroup {
+    fn create_bind_group(&self, pipeline: Pipeline, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, BufRef)]) -> wgpu::BindGroup {
         let mut entries = Vec::with_capacity(bindings.len() + 1);
         entries.push(wgpu::BindGroupEntry {
             binding: 0,
@@ -144,7 +151,7 @@ impl GpuContext {
         entries.extend(bindings.iter().map(|&(binding, range)| wgpu::BindGroupEntry { binding, resource: range.binding() }));
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &self.kernels.get(kernel).get_bind_group_layout(0),
+            layout: &self.kernels.get(pipeline).get_bind_group_layout(0),
             entries: &entries,
         })
     }

@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
+use super::gemm::Tile;
 use super::inspect::{self, LoopArithmetic};
+use super::kernels::Module;
 use super::{GemmShape, GpuCounters};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -15,11 +17,17 @@ use crate::model::{Config, Network};
 use crate::optim::Optimizer;
 use crate::predictor::Inference;
 
+/// One tile variant of the tiled product, read from the constants it is compiled with.
 #[derive(Clone, Debug, Serialize)]
 pub struct RegisterBlocking {
+    pub tile: String,
+    /// Rows x columns of C per workgroup.
+    pub workgroup_outputs: [u32; 2],
     /// Outputs each thread accumulates, rows x columns.
     pub outputs_per_thread: [u32; 2],
-    /// FMAs per value loaded from shared memory in the inner loop.
+    pub threads: u32,
+    /// FMAs per vec4 read from workgroup memory in the inner loop (rows / 4 + columns / 4 reads
+    /// per rows x columns FMAs).
     pub fma_per_shared_load: f64,
 }
 
@@ -35,7 +43,7 @@ pub struct GpuReport {
     pub inference_batch_1: GpuCounters,
     pub inference_batch_256: GpuCounters,
     pub training_step_gemms: Vec<GemmShape>,
-    pub register_blocking: RegisterBlocking,
+    pub register_blocking: Vec<RegisterBlocking>,
     pub loop_integer_div_mod: Vec<LoopArithmetic>,
 }
 
@@ -73,8 +81,6 @@ pub fn measure(device: &Device, config: &Config, train_batch: usize) -> Result<G
         inference.predict(&net, &images)?;
         Ok(gpu.counters().since(&before))
     };
-    let constant = |name| inspect::shader_constant("dense.wgsl", name).unwrap_or(0);
-    let (rows, cols) = (constant("PER_THREAD"), constant("PER_THREAD"));
     Ok(GpuReport {
         device: gpu.describe(),
         train_batch,
@@ -84,10 +90,19 @@ pub fn measure(device: &Device, config: &Config, train_batch: usize) -> Result<G
         inference_batch_1: inference(1)?,
         inference_batch_256: inference(256)?,
         training_step_gemms,
-        register_blocking: RegisterBlocking {
-            outputs_per_thread: [rows, cols],
-            fma_per_shared_load: f64::from(rows * cols) / f64::from(rows + cols),
-        },
+        register_blocking: Tile::ALL.iter().map(|&t| register_blocking(t)).collect(),
         loop_integer_div_mod: inspect::loop_arithmetic(),
     })
+}
+
+fn register_blocking(tile: Tile) -> RegisterBlocking {
+    let constant = |name| inspect::module_constant(Module::Dense(tile), name).unwrap_or(0);
+    let (bm, bn, tm, tn) = (constant("BM"), constant("BN"), constant("TM"), constant("TN"));
+    RegisterBlocking {
+        tile: tile.name(),
+        workgroup_outputs: [bm, bn],
+        outputs_per_thread: [tm, tn],
+        threads: (bm / tm.max(1)) * (bn / tn.max(1)),
+        fma_per_shared_load: f64::from(tm * tn) / f64::from((tm / 4 + tn / 4).max(1)),
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::spec::{LayerKind, ModelSpec};
 use super::workspace::{STATS_SLOTS, Workspace, pair, pair_mut};
-use crate::backend::{Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry};
+use crate::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, PoolGeometry};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::optim::Optimizer;
@@ -241,8 +241,11 @@ impl Network {
             .collect();
         let argmax =
             self.stages.iter().map(|s| matches!(s.op, Op::MaxPool { .. }).then(|| Tensor::zeros(d, &[capacity, s.out_len]))).collect();
+        let pixels = self.reads_raw_pixels().then(|| Tensor::zeros(d, &[(capacity * self.input_len()).div_ceil(4)]));
         Workspace {
             capacity,
+            pixels,
+            input_u8: false,
             acts,
             act_grads,
             argmax,
@@ -264,6 +267,12 @@ impl Network {
         (acts + grads + argmax + self.num_classes() + 2).max(1)
     }
 
+    /// On a GPU, a first convolution reads u8 input pixels as they were uploaded and scales them
+    /// itself (no normalisation pass); nothing else reads the input then.
+    fn reads_raw_pixels(&self) -> bool {
+        matches!(self.device, Device::Gpu(_)) && self.stages.first().is_some_and(|s| matches!(s.op, Op::Conv2d { .. }))
+    }
+
     pub(crate) fn logits_slot(&self) -> usize {
         self.stages.last().map(|s| s.output).unwrap_or(0)
     }
@@ -277,8 +286,15 @@ impl Network {
         for (li, s) in self.stages.iter().enumerate() {
             match &s.op {
                 Op::Conv2d { geom, weight, bias } => {
-                    let (x, y) = pair(&mut ws.acts, s.input, s.output);
-                    d.conv2d_forward(geom, n, x, &p[*weight].value, &p[*bias].value, self.epilogue(s.epilogue, dropout_step), y);
+                    let epilogue = self.epilogue(s.epilogue, dropout_step);
+                    let (w, b) = (&p[*weight].value, &p[*bias].value);
+                    match ws.pixels.as_ref().filter(|_| s.input == 0 && ws.input_u8) {
+                        Some(pixels) => d.conv2d_forward(geom, n, pixels, w, b, epilogue, &mut ws.acts[s.output]),
+                        None => {
+                            let (x, y) = pair(&mut ws.acts, s.input, s.output);
+                            d.conv2d_forward(geom, n, x, w, b, epilogue, y);
+                        }
+                    }
                 }
                 Op::MaxPool { geom } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
@@ -325,7 +341,11 @@ impl Network {
                 Op::Conv2d { geom, weight, bias } => {
                     let (dw, db) = pair_mut(grads, *weight, *bias);
                     let dy = ws.act_grads[s.output].as_ref().expect("training workspace");
-                    d.conv2d_backward_weight(geom, n, &ws.acts[s.input], dy, dw, db);
+                    let x: ConvInput = match ws.pixels.as_ref().filter(|_| s.input == 0 && ws.input_u8) {
+                        Some(pixels) => pixels.into(),
+                        None => (&ws.acts[s.input]).into(),
+                    };
+                    d.conv2d_backward_weight(geom, n, x, dy, dw, db);
                     if needs_input_grad {
                         let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
                         d.conv2d_backward_input(geom, n, dy, &p[*weight].value, mask, dx);
@@ -376,7 +396,7 @@ impl Network {
         if ws.pending.len() == STATS_SLOTS {
             ws.collect_stats();
         }
-        self.device.upload_images_u8(pixels, &mut ws.acts[0]);
+        self.upload_u8(ws, pixels);
         self.forward(ws, n, Some(step));
         let logits = self.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().expect("training workspace");
@@ -398,12 +418,23 @@ impl Network {
 
     /// Uploads `n` float examples into slot 0.
     pub fn upload_f32(&self, ws: &mut Workspace, images: &[f32]) -> Result<()> {
+        ws.input_u8 = false;
         ws.acts[0].write_host("images", images)
     }
 
-    /// Uploads `n` u8 examples into slot 0 (scaled to [0, 1]).
+    /// Uploads `n` u8 examples: into slot 0 scaled to [0, 1], or as they are for a first
+    /// convolution that scales them itself.
     pub fn upload_u8(&self, ws: &mut Workspace, pixels: &[u8]) {
-        self.device.upload_images_u8(pixels, &mut ws.acts[0]);
+        match ws.pixels.as_mut() {
+            Some(packed) => {
+                self.device.stage_pixels(pixels, packed);
+                ws.input_u8 = true;
+            }
+            None => {
+                self.device.upload_images_u8(pixels, &mut ws.acts[0]);
+                ws.input_u8 = false;
+            }
+        }
     }
 }
 

@@ -9,6 +9,10 @@ pub(crate) const STATS_SLOTS: usize = 1024;
 
 pub struct Workspace {
     pub(crate) capacity: usize,
+    /// A first convolution's input as u8 pixels, four to a word (GPU only, see
+    /// `Network::upload_u8`); `input_u8` says whether it, not slot 0, holds the current batch.
+    pub(crate) pixels: Option<Tensor<u32>>,
+    pub(crate) input_u8: bool,
     /// Activation slots; slot 0 is the input. In-place layers share their input's slot.
     pub(crate) acts: Vec<Tensor>,
     /// Gradient per activation slot (training only; none for the input).

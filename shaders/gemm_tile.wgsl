@@ -3,9 +3,10 @@
 //
 //   C[m, col] = epilogue(sum over k of A(m, k) * B(k, col))
 //
-// The epilogue (`finish`) applies what the layers after the product would: the bias, then a
-// ReLU and a dropout mask on an activation; on a gradient, the ReLU mask of the activation it
-// flows back into (`act` > 0) and the dropout mask. A dispatch that needs none passes zeros.
+// The epilogue (`finish`) applies what the layers after the product would: the bias, then an
+// activation and a dropout mask on an activation; on a gradient, the activation's slope read
+// from the activation it flows back into (`act`) and the dropout mask. A dispatch that needs
+// none passes zeros.
 //
 // The including file declares the operand buffers `a` and `b` and defines how operands are
 // read: dense operands are strided matrices, convolution operands are gathered from NHWC
@@ -64,17 +65,17 @@ struct Gemm {
     pad_left: u32,
     // The convolution's input holds u8 pixels, four to a word, scaled to [0, 1] as they are read.
     input_u8: u32,
-    // Epilogue: ACT_*; a dropout mask (0 or 1; per-key hash, threshold, scale).
-    activation: u32,
+    // Epilogue: an activation (ACT_* of activation.wgsl, its alpha), applied to the sum (0) or
+    // its slope at `act` multiplied in (1, on a gradient); a dropout mask (0 or 1; per-key hash,
+    // threshold, scale).
+    act: u32,
+    act_alpha: f32,
+    act_slope: u32,
     dropout: u32,
     drop_base: u32,
     drop_threshold: u32,
     drop_scale: f32,
 }
-
-const ACT_NONE: u32 = 0u;
-const ACT_RELU: u32 = 1u;
-const ACT_RELU_MASK: u32 = 2u;
 
 const ALONG_K: u32 = 0u;
 const ALONG_MN: u32 = 1u;
@@ -103,7 +104,7 @@ const TN4: u32 = TN / 4u;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 // The ones row of C (a bias gradient).
 @group(0) @binding(5) var<storage, read_write> c_ones: array<f32>;
-// The activation a gradient flows back into (ACT_RELU_MASK).
+// The activation a gradient flows back into (`act_slope`).
 @group(0) @binding(6) var<storage, read> act: array<f32>;
 
 // The K tile, k-major: tile_a[k * BM / 4 + m / 4] holds rows m..m+3 of column k.
@@ -209,10 +210,12 @@ fn finish(idx: u32, col: u32, sum: f32) -> f32 {
     if p.has_bias != 0u {
         v += bias[col];
     }
-    if p.activation == ACT_RELU {
-        v = max(v, 0.0);
-    } else if p.activation == ACT_RELU_MASK {
-        v = select(0.0, v, act[idx] > 0.0);
+    if p.act != ACT_NONE {
+        if p.act_slope != 0u {
+            v *= slope_at_output(p.act, p.act_alpha, act[idx]);
+        } else {
+            v = activate(p.act, p.act_alpha, v);
+        }
     }
     if p.dropout != 0u {
         v = select(0.0, v * p.drop_scale, dropout_keeps(p.drop_base, p.drop_threshold, idx));

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use engine::backend::{Conv2dGeometry, Epilogue, PoolGeometry};
+use engine::backend::{Activation, Conv2dGeometry, Epilogue, PoolGeometry};
 use engine::model::Config;
 use engine::{Device, Tensor};
 
@@ -82,8 +82,8 @@ fn pool(d: &Device, g: &PoolGeometry, n: usize, name: &str) -> f64 {
     let relu_len = n * g.in_len();
     let mut r = Tensor::zeros(d, &[relu_len]);
     time(d, &format!("{name} relu fwd+bwd (input)"), 0.0, || {
-        d.relu_forward(relu_len, &mut r);
-        d.relu_backward(relu_len, &x, &mut r)
+        d.activation_in_place(Activation::Relu, relu_len, &mut r);
+        d.activation_slope_at_output(Activation::Relu, relu_len, &x, &mut r)
     }) + time(d, &format!("{name} forward"), 0.0, || d.max_pool_forward(g, n, &x, &mut y, &mut a))
         + time(d, &format!("{name} backward"), 0.0, || d.max_pool_backward(g, n, &y, &a, None, &mut dx))
 }

@@ -1,6 +1,7 @@
 //! The ops the layers need, dispatched on the device. Tensors hold capacity for a whole batch;
 //! each op works on the first `n` examples, so a short last batch reuses the same buffers.
 
+pub use crate::activation::Activation;
 use crate::cpu;
 use crate::cpu::gemm::{MatRef, Threads};
 use crate::device::Device;
@@ -71,6 +72,33 @@ impl PoolGeometry {
     }
 }
 
+/// A batch normalisation's shape and constants: per example, `rows` rows of `channels`
+/// (an image's pixels, or one row of features).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormGeometry {
+    pub rows: usize,
+    pub channels: usize,
+    pub momentum: f32,
+    pub epsilon: f32,
+}
+
+impl NormGeometry {
+    pub fn len(&self) -> usize {
+        self.rows * self.channels
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A batch normalisation's trainable scale and offset, and its running averages.
+pub struct NormParams<'a> {
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+    pub running_mean: &'a Tensor,
+    pub running_var: &'a Tensor,
+}
+
 /// An inverted-dropout mask: which elements survive, and the rate (survivors scale by 1 / (1 - rate)).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
@@ -78,24 +106,35 @@ pub struct Dropout {
     pub rate: f32,
 }
 
-/// The element-wise layers that follow a conv, dense or pooling layer, fused into its kernel.
-/// On an activation: a ReLU, then a dropout. On the gradient flowing back into that activation
-/// (see [`GradMask`]): the ReLU's mask (activation > 0), then the same dropout mask.
+/// The element-wise layers that follow a conv, dense, batch-norm or pooling layer, fused into
+/// its kernel. On an activation: an activation function, then a dropout. On the gradient
+/// flowing back into that activation (see [`GradMask`]): the function's slope read from the
+/// activation (one whose slope follows from its output), then the same dropout mask.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Epilogue {
-    pub relu: bool,
+    pub activation: Option<Activation>,
     pub dropout: Option<Dropout>,
 }
 
 impl Epilogue {
     pub fn is_identity(&self) -> bool {
-        !self.relu && self.dropout.is_none()
+        self.activation.is_none() && self.dropout.is_none()
+    }
+
+    /// A ReLU and nothing else.
+    pub fn relu() -> Self {
+        Self { activation: Some(Activation::Relu), dropout: None }
+    }
+
+    /// The activation's kernel fields: its WGSL code and alpha.
+    pub(crate) fn activation_code(&self) -> (u32, f32) {
+        self.activation.map_or((crate::activation::ACT_NONE, 0.0), Activation::code)
     }
 
     /// Applies the epilogue to activations on the CPU (the same order and values as the layers).
     fn forward_cpu(&self, y: &mut [f32]) {
-        if self.relu {
-            cpu::elementwise::relu_forward(y);
+        if let Some(f) = self.activation {
+            cpu::elementwise::activation_in_place(f, y);
         }
         if let Some(d) = self.dropout {
             cpu::elementwise::dropout(y, d.key.mask(d.rate), d.rate);
@@ -113,8 +152,8 @@ pub struct GradMask<'a> {
 
 impl GradMask<'_> {
     fn backward_cpu(&self, dx: &mut [f32]) {
-        if self.epilogue.relu {
-            cpu::elementwise::relu_backward(&self.activation.cpu()[..dx.len()], dx);
+        if let Some(f) = self.epilogue.activation {
+            cpu::elementwise::slope_at_output(f, &self.activation.cpu()[..dx.len()], dx);
         }
         if let Some(d) = self.epilogue.dropout {
             cpu::elementwise::dropout(dx, d.key.mask(d.rate), d.rate);
@@ -250,6 +289,127 @@ impl Device {
         }
     }
 
+    pub fn avg_pool_forward(&self, g: &PoolGeometry, n: usize, x: &Tensor, y: &mut Tensor) {
+        match self {
+            Device::Cpu(_) => cpu::pool::avg_forward(g, n, x.cpu(), y.cpu_mut()),
+            Device::Gpu(d) => gpu::pool::avg_forward(&d.ctx, g, n, x.gpu(), y.gpu()),
+        }
+    }
+
+    pub fn avg_pool_backward(&self, g: &PoolGeometry, n: usize, dy: &Tensor, mask: Option<GradMask>, dx: &mut Tensor) {
+        match self {
+            Device::Cpu(_) => {
+                cpu::pool::avg_backward(g, n, dy.cpu(), dx.cpu_mut());
+                if let Some(mask) = mask {
+                    mask.backward_cpu(&mut dx.cpu_mut()[..n * g.in_len()]);
+                }
+            }
+            Device::Gpu(d) => gpu::pool::avg_backward(&d.ctx, g, n, dy.gpu(), mask.as_ref(), dx.gpu()),
+        }
+    }
+
+    /// Batch normalisation in training: the batch's statistics into `saved` (`[mean; 1 /
+    /// sqrt(var + eps)]` per channel), the running averages moved towards them, and `y`
+    /// normalised with them, finished by `epilogue`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_forward_training(
+        &self,
+        g: &NormGeometry,
+        n: usize,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        running: (&mut Tensor, &mut Tensor),
+        saved: &mut Tensor,
+        epilogue: Epilogue,
+        y: &mut Tensor,
+    ) {
+        let rows = n * g.rows;
+        let c = g.channels;
+        let (mean, var) = running;
+        match self {
+            Device::Cpu(d) => {
+                let x = x.cpu();
+                cpu::batchnorm::statistics(d, rows, c, x, g.momentum, g.epsilon, saved.cpu_mut(), mean.cpu_mut(), var.cpu_mut());
+                let (m, inv) = saved.cpu()[..2 * c].split_at(c);
+                cpu::batchnorm::normalize(rows, c, x, gamma.cpu(), beta.cpu(), m, inv, y.cpu_mut());
+                epilogue.forward_cpu(&mut y.cpu_mut()[..rows * c]);
+            }
+            Device::Gpu(d) => {
+                let p = NormParams { gamma, beta, running_mean: mean, running_var: var };
+                gpu::batchnorm::forward_training(&d.ctx, g, rows, x.gpu(), &p, saved.gpu(), &epilogue, y.gpu())
+            }
+        }
+    }
+
+    /// Batch normalisation in inference: normalised with the running averages.
+    pub fn batchnorm_forward_inference(&self, g: &NormGeometry, n: usize, x: &Tensor, p: &NormParams, epilogue: Epilogue, y: &mut Tensor) {
+        let rows = n * g.rows;
+        match self {
+            Device::Cpu(d) => {
+                let (gamma, beta, mean, var) = (p.gamma.cpu(), p.beta.cpu(), p.running_mean.cpu(), p.running_var.cpu());
+                cpu::batchnorm::normalize_running(d, rows, g.channels, x.cpu(), gamma, beta, mean, var, g.epsilon, y.cpu_mut());
+                epilogue.forward_cpu(&mut y.cpu_mut()[..rows * g.channels]);
+            }
+            Device::Gpu(d) => gpu::batchnorm::forward_inference(&d.ctx, g, rows, x.gpu(), p, &epilogue, y.gpu()),
+        }
+    }
+
+    /// Batch normalisation's backward from the training forward's `saved` statistics: the
+    /// gradients of gamma and beta, and (unless `dx` is `None`) of the input, finished by `mask`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_backward(
+        &self,
+        g: &NormGeometry,
+        n: usize,
+        x: &Tensor,
+        dy: &Tensor,
+        gamma: &Tensor,
+        saved: &Tensor,
+        (dgamma, dbeta): (&mut Tensor, &mut Tensor),
+        mask: Option<GradMask>,
+        dx: Option<&mut Tensor>,
+    ) {
+        let rows = n * g.rows;
+        let c = g.channels;
+        match self {
+            Device::Cpu(d) => {
+                cpu::batchnorm::backward_params(d, rows, c, x.cpu(), dy.cpu(), saved.cpu(), dgamma.cpu_mut(), dbeta.cpu_mut());
+                if let Some(dx) = dx {
+                    cpu::batchnorm::backward_input(
+                        rows,
+                        c,
+                        x.cpu(),
+                        dy.cpu(),
+                        gamma.cpu(),
+                        saved.cpu(),
+                        dgamma.cpu(),
+                        dbeta.cpu(),
+                        dx.cpu_mut(),
+                    );
+                    if let Some(mask) = mask {
+                        mask.backward_cpu(&mut dx.cpu_mut()[..rows * c]);
+                    }
+                }
+            }
+            Device::Gpu(d) => {
+                let grads = (dgamma.gpu(), dbeta.gpu());
+                gpu::batchnorm::backward(
+                    &d.ctx,
+                    g,
+                    rows,
+                    x.gpu(),
+                    dy.gpu(),
+                    gamma.gpu(),
+                    saved.gpu(),
+                    grads,
+                    mask.as_ref(),
+                    dx.map(|t| t.gpu()),
+                )
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn dense_forward(
         &self,
@@ -310,19 +470,37 @@ impl Device {
         }
     }
 
-    /// ReLU in place on the first `len` elements.
-    pub fn relu_forward(&self, len: usize, x: &mut Tensor) {
+    /// `x = f(x)` in place on the first `len` elements.
+    pub fn activation_in_place(&self, f: Activation, len: usize, x: &mut Tensor) {
         match self {
-            Device::Cpu(_) => cpu::elementwise::relu_forward(&mut x.cpu_mut()[..len]),
-            Device::Gpu(d) => gpu::elementwise::relu_forward(&d.ctx, len, x.gpu()),
+            Device::Cpu(_) => cpu::elementwise::activation_in_place(f, &mut x.cpu_mut()[..len]),
+            Device::Gpu(d) => gpu::elementwise::activation_in_place(&d.ctx, f, len, x.gpu()),
         }
     }
 
-    /// `dy *= (y > 0)` in place on the first `len` elements.
-    pub fn relu_backward(&self, len: usize, y: &Tensor, dy: &mut Tensor) {
+    /// `y = f(x)` on the first `len` elements.
+    pub fn activation(&self, f: Activation, len: usize, x: &Tensor, y: &mut Tensor) {
         match self {
-            Device::Cpu(_) => cpu::elementwise::relu_backward(&y.cpu()[..len], &mut dy.cpu_mut()[..len]),
-            Device::Gpu(d) => gpu::elementwise::relu_backward(&d.ctx, len, y.gpu(), dy.gpu()),
+            Device::Cpu(_) => cpu::elementwise::activation(f, &x.cpu()[..len], y.cpu_mut()),
+            Device::Gpu(d) => gpu::elementwise::activation(&d.ctx, f, len, x.gpu(), y.gpu()),
+        }
+    }
+
+    /// `dy *= f'` at the outputs `y`, in place on the first `len` elements (every activation
+    /// whose slope follows from its output: all but GELU).
+    pub fn activation_slope_at_output(&self, f: Activation, len: usize, y: &Tensor, dy: &mut Tensor) {
+        assert!(f.slope_from_output(), "{f:?}'s slope needs its input");
+        match self {
+            Device::Cpu(_) => cpu::elementwise::slope_at_output(f, &y.cpu()[..len], &mut dy.cpu_mut()[..len]),
+            Device::Gpu(d) => gpu::elementwise::slope_at_output(&d.ctx, f, len, y.gpu(), dy.gpu()),
+        }
+    }
+
+    /// `dx = dy * f'` at the inputs `x`, on the first `len` elements.
+    pub fn activation_slope_at_input(&self, f: Activation, len: usize, x: &Tensor, dy: &Tensor, dx: &mut Tensor) {
+        match self {
+            Device::Cpu(_) => cpu::elementwise::slope_at_input(f, &x.cpu()[..len], &dy.cpu()[..len], dx.cpu_mut()),
+            Device::Gpu(d) => gpu::elementwise::slope_at_input(&d.ctx, f, len, x.gpu(), dy.gpu(), dx.gpu()),
         }
     }
 
@@ -334,7 +512,6 @@ impl Device {
         }
     }
 
-    /// Uploads u8 pixels into `x` as floats in [0, 1].
     /// Writes u8 pixels, four to a word, into `packed` as they are (for a [`ConvInput::U8`]).
     pub fn stage_pixels(&self, pixels: &[u8], packed: &mut Tensor<u32>) {
         assert!(pixels.len() <= packed.len() * 4, "{} pixels exceed a {}-word tensor", pixels.len(), packed.len());
@@ -344,6 +521,7 @@ impl Device {
         }
     }
 
+    /// Uploads u8 pixels into `x` as floats in [0, 1].
     pub fn upload_images_u8(&self, pixels: &[u8], x: &mut Tensor) {
         match self {
             Device::Cpu(_) => cpu::elementwise::normalize_u8(pixels, x.cpu_mut()),

@@ -12,6 +12,7 @@
 //! - [`metrics`]: confusion matrix, precision / recall / F1.
 //! - [`fuzzing`]: the fuzz targets' bodies (IDX, config, model files).
 
+pub mod activation;
 pub mod backend;
 pub mod cpu;
 pub mod data;

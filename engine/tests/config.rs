@@ -120,3 +120,58 @@ fn load_prefixes_the_file_name() {
     let e = Config::load(&path).unwrap_err().to_string();
     assert!(e.contains("bad.config") && e.contains("train.batch_size"), "{e}");
 }
+
+#[test]
+fn new_layers_and_activation_keys_parse() {
+    let config = with_layers(
+        r#"[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+activation = { type = "leaky_relu", alpha = 0.1 }
+[[model.layers]]
+type = "batchnorm"
+[[model.layers]]
+type = "avgpool"
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+activation = "gelu"
+[[model.layers]]
+type = "global_avgpool"
+[[model.layers]]
+type = "dense"
+units = 10
+activation = "linear""#,
+    );
+    let spec = Config::parse(&config).unwrap().model_spec().unwrap();
+    let kinds: Vec<&str> = spec.layers.iter().map(|l| l.kind.type_name()).collect();
+    assert_eq!(kinds, ["conv2d", "leaky_relu", "batchnorm", "avgpool", "conv2d", "gelu", "global_avgpool", "dense"]);
+    let names: Vec<&str> = spec.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names[1..4], ["leaky_relu1", "batchnorm1", "avgpool1"]);
+    assert_eq!(spec.layers[1].kind, engine::model::LayerKind::LeakyRelu { alpha: 0.1 });
+    assert_eq!(spec.layers[2].kind, engine::model::LayerKind::BatchNorm { momentum: 0.99, epsilon: 1e-3 });
+    let state: Vec<String> = spec.state().unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(state, ["batchnorm1.moving_mean", "batchnorm1.moving_variance"]);
+}
+
+#[test]
+fn new_layers_bad_values_name_their_key_or_layer() {
+    let cases = [
+        ("[[model.layers]]\ntype = \"batchnorm\"\nmomentum = 1.5", "momentum must be in [0, 1)"),
+        ("[[model.layers]]\ntype = \"batchnorm\"\nepsilon = 0.0", "epsilon must be in (0, 1]"),
+        ("[[model.layers]]\ntype = \"leaky_relu\"\nalpha = -1.0", "alpha must be in [0, 1]"),
+        (
+            "[[model.layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 3\nactivation = { type = \"tanh\", alpha = 0.1 }",
+            "model.layers[0].activation",
+        ),
+        ("[[model.layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 3\nactivation = \"swish\"", "activation"),
+        ("[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"avgpool\"", "needs an image input"),
+    ];
+    for (layers, want) in cases {
+        let e =
+            err(&with_layers(&format!("{layers}\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10")));
+        assert!(e.contains(want), "{layers}: {e}");
+    }
+}

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{SMALL_CNN, random};
+use common::{EVERY_LAYER_CNN, SMALL_CNN, random};
 use engine::export::{self, MODEL_FILE, WEIGHTS_FILE};
 use engine::model::{Config, Network};
 use engine::predictor::Predictor;
@@ -36,6 +36,39 @@ fn round_trip_gives_identical_predictions() {
     // nothing but the export itself was left behind
     let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(entries, vec![std::ffi::OsString::from("123")]);
+}
+
+/// A model with batch normalisations exports their running averages; loading it for inference
+/// folds those right after a conv or dense layer into it (the one after an activation stays),
+/// with the same predictions as the trained network.
+#[test]
+fn batch_norms_are_exported_and_folded_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Config::parse(EVERY_LAYER_CNN).unwrap().model_spec().unwrap();
+    let mut net = Network::new(spec.clone(), Device::cpu(), 3).unwrap();
+    // Move the running averages and scales away from their initial values with a few steps.
+    let mut opt = engine::optim::Optimizer::new(&net, &engine::model::OptimizerConfig::Sgd, 0.0);
+    let mut ws = net.workspace(16, true);
+    let pixels: Vec<u8> = (0..16 * 784).map(|i| (i * 7 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..16).map(|i| i % 10).collect();
+    for step in 0..5 {
+        net.train_step(&mut ws, &mut opt, &pixels, &labels, 0.05, step);
+    }
+    let stored: Vec<String> = net.export_params().into_iter().map(|(name, _, _)| name).collect();
+    assert!(stored.contains(&"batchnorm1.moving_variance".to_string()), "{stored:?}");
+    let images: Vec<f32> = random(9 * 784, 5).iter().map(|v| v.abs()).collect();
+    let mut inference = engine::predictor::Inference::new(&net, 9);
+    let before = inference.predict(&net, &images).unwrap();
+    let path = export::write(dir.path(), "7", &net, serde_json::json!({}), 7).unwrap();
+    let (model, loaded) = export::load(&path, Device::cpu()).unwrap();
+    assert_eq!(model.architecture, spec, "model.json keeps the trained architecture");
+    let kept: Vec<&str> = loaded.spec().layers.iter().filter(|l| l.kind.type_name() == "batchnorm").map(|l| l.name.as_str()).collect();
+    assert_eq!(kept, ["batchnorm2"], "the batch norms after conv1 and dense1 are folded, the one after tanh is not");
+    let after = Predictor::new(loaded, 9).predict(&images).unwrap();
+    assert_eq!(after.classes, before.classes);
+    for (a, b) in after.probabilities.iter().zip(&before.probabilities) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 mod common;
 
 use common::random;
-use engine::backend::{Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
+use engine::backend::{Activation, Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
 use engine::cpu::optim::AdamStep;
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
@@ -72,8 +72,17 @@ fn products_write_nothing_past_their_outputs() {
             guarded(d, &random(n * outputs, 6)),
         );
         let (mut y, mut dx, mut dw, mut db) = (zeros(d, n * outputs), zeros(d, n * inputs), zeros(d, inputs * outputs), zeros(d, outputs));
-        d.dense_forward(n, inputs, outputs, &x, &w, &b, Epilogue { relu: true, dropout }, &mut y);
-        let mask = GradMask { epilogue: Epilogue { relu: true, dropout }, activation: &x };
+        d.dense_forward(
+            n,
+            inputs,
+            outputs,
+            &x,
+            &w,
+            &b,
+            Epilogue { activation: Some(Activation::LeakyRelu { alpha: 0.1 }), dropout },
+            &mut y,
+        );
+        let mask = GradMask { epilogue: Epilogue { activation: Some(Activation::LeakyRelu { alpha: 0.1 }), dropout }, activation: &x };
         d.dense_backward_input(n, inputs, outputs, &dy, &w, Some(mask), &mut dx);
         d.dense_backward_weight(n, inputs, outputs, &x, &dy, &mut dw, &mut db);
         let what = format!("dense n={n} {inputs}->{outputs}");
@@ -102,8 +111,8 @@ fn convolutions_write_nothing_past_their_outputs() {
         );
         let (mut y, mut dx, mut dw, mut db) =
             (zeros(d, n * g.out_len()), zeros(d, n * g.in_len()), zeros(d, g.weight_len()), zeros(d, g.out_c));
-        d.conv2d_forward(&g, n, &x, &w, &b, Epilogue { relu: true, dropout: None }, &mut y);
-        let mask = GradMask { epilogue: Epilogue { relu: true, dropout: None }, activation: &x };
+        d.conv2d_forward(&g, n, &x, &w, &b, Epilogue::relu(), &mut y);
+        let mask = GradMask { epilogue: Epilogue::relu(), activation: &x };
         d.conv2d_backward_input(&g, n, &dy, &w, Some(mask), &mut dx);
         d.conv2d_backward_weight(&g, n, &x, &dy, &mut dw, &mut db);
         let pixels: Vec<u8> = (0..n * g.in_len()).map(|i| (i % 251) as u8).collect();
@@ -134,7 +143,7 @@ fn pooling_loss_elementwise_and_optimizers_write_nothing_past_their_outputs() {
     let (mut y, mut dx) = (zeros(d, n * g.out_len()), zeros(d, n * g.in_len()));
     let mut argmax = Tensor::<u32>::zeros(d, &[n * g.out_len()]);
     d.max_pool_forward(&g, n, &x, &mut y, &mut argmax);
-    d.max_pool_backward(&g, n, &dy, &argmax, Some(GradMask { epilogue: Epilogue { relu: true, dropout: None }, activation: &x }), &mut dx);
+    d.max_pool_backward(&g, n, &dy, &argmax, Some(GradMask { epilogue: Epilogue::relu(), activation: &x }), &mut dx);
     assert_guard("max pool y", &y);
     assert_guard("max pool dx", &dx);
 
@@ -151,8 +160,8 @@ fn pooling_loss_elementwise_and_optimizers_write_nothing_past_their_outputs() {
     let len = 1000;
     let (mut relu, mut grad, mut dropped, mut scaled) =
         (guarded(d, &random(len, 14)), guarded(d, &random(len, 15)), guarded(d, &random(len, 16)), zeros(d, len));
-    d.relu_forward(len, &mut relu);
-    d.relu_backward(len, &x, &mut grad);
+    d.activation_in_place(Activation::Tanh, len, &mut relu);
+    d.activation_slope_at_output(Activation::Sigmoid, len, &x, &mut grad);
     d.dropout(len, DropoutKey { seed: 2, layer: 1, step: 3 }, 0.4, &mut dropped);
     d.upload_images_u8(&(0..len).map(|i| i as u8).collect::<Vec<_>>(), &mut scaled);
     for (name, t) in [("relu", &relu), ("relu grad", &grad), ("dropout", &dropped), ("u8", &scaled)] {

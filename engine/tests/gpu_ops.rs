@@ -4,7 +4,9 @@
 mod common;
 
 use common::{distinct, random, same_on_both};
-use engine::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
+use engine::backend::{
+    Activation, Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, NormGeometry, NormParams, PoolGeometry, UpdateRule,
+};
 use engine::cpu::optim::AdamStep;
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
@@ -13,10 +15,23 @@ fn upload(d: &Device, name: &str, values: &[f32]) -> Tensor {
     Tensor::from_host(d, name, &[values.len()], values).unwrap()
 }
 
-/// The epilogues a layer can carry: none, a ReLU, a dropout, both.
-fn epilogues() -> [Epilogue; 4] {
+/// The epilogues a layer can carry: none, each activation whose slope follows from its output,
+/// a dropout, and a dropout with each activation that commutes with it.
+fn epilogues() -> Vec<Epilogue> {
     let dropout = Some(Dropout { key: DropoutKey { seed: 3, layer: 0, step: 5 }, rate: 0.4 });
-    [Epilogue::default(), Epilogue { relu: true, dropout: None }, Epilogue { relu: false, dropout }, Epilogue { relu: true, dropout }]
+    let leaky = Some(Activation::LeakyRelu { alpha: 0.15 });
+    let mut all = vec![Epilogue::default(), Epilogue { activation: None, dropout }];
+    for f in [Activation::Relu, Activation::LeakyRelu { alpha: 0.15 }, Activation::Tanh, Activation::Sigmoid] {
+        all.push(Epilogue { activation: Some(f), dropout: None });
+    }
+    all.push(Epilogue { activation: Some(Activation::Relu), dropout });
+    all.push(Epilogue { activation: leaky, dropout });
+    all
+}
+
+/// The epilogues whose gradient masks multiply by exact values (0, 1, alpha, the dropout scale).
+fn exact_epilogues() -> Vec<Epilogue> {
+    epilogues().into_iter().filter(|e| e.activation.is_none_or(|f| f.commutes_with_dropout())).collect()
 }
 
 fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride: usize, pad: usize) -> Conv2dGeometry {
@@ -171,7 +186,7 @@ fn conv2d_reads_u8_pixels_as_scaled_values() {
             let run = |x: ConvInput| {
                 let mut y = Tensor::zeros(d, &[cap, g.out_len()]);
                 let (mut dw, mut db) = (Tensor::zeros(d, &[g.weight_len()]), Tensor::zeros(d, &[g.out_c]));
-                d.conv2d_forward(&g, n, x, &wt, &bt, Epilogue { relu: true, dropout: None }, &mut y);
+                d.conv2d_forward(&g, n, x, &wt, &bt, Epilogue::relu(), &mut y);
                 d.conv2d_backward_weight(&g, n, x, &dyt, &mut dw, &mut db);
                 [y.to_host(), dw.to_host(), db.to_host()]
             };
@@ -228,10 +243,18 @@ fn max_pool_matches_cpu_exactly() {
             d.max_pool_forward(&g, n, &xt, &mut y, &mut argmax);
             d.max_pool_backward(&g, n, &dyt, &argmax, None, &mut dx);
             let mut out = vec![("y", y.to_host()), ("dx", dx.to_host())];
-            // With the gradient masks of a ReLU and a dropout before the pool (x as the activation).
-            for epilogue in epilogues() {
+            // With the gradient masks of an activation and a dropout before the pool (x as the
+            // activation).
+            for epilogue in exact_epilogues() {
                 d.max_pool_backward(&g, n, &dyt, &argmax, Some(GradMask { epilogue, activation: &xt }), &mut dx);
                 out.push(("masked dx", dx.to_host()));
+            }
+            let mut avg = Tensor::zeros(d, &[cap, g.out_len()]);
+            d.avg_pool_forward(&g, n, &xt, &mut avg);
+            out.push(("avg y", avg.to_host()));
+            for epilogue in exact_epilogues() {
+                d.avg_pool_backward(&g, n, &dyt, Some(GradMask { epilogue, activation: &xt }), &mut dx);
+                out.push(("avg masked dx", dx.to_host()));
             }
             out.push(("argmax", argmax.to_host().into_iter().map(|a| a as f32).collect()));
             out
@@ -246,16 +269,92 @@ fn elementwise_ops_match_cpu_exactly() {
         let pixels: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
         let key = DropoutKey { seed: 3, layer: 1, step: 7 };
         same_on_both(&format!("elementwise len={len}"), 0.0, 0.0, |d| {
+            let leaky = Activation::LeakyRelu { alpha: 0.25 };
             let mut relu = upload(d, "x", &x);
-            d.relu_forward(len, &mut relu);
+            d.activation_in_place(Activation::Relu, len, &mut relu);
+            d.activation_in_place(leaky, len, &mut relu);
             let mut relu_grad = upload(d, "dy", &dy);
-            d.relu_backward(len, &upload(d, "y", &y), &mut relu_grad);
+            d.activation_slope_at_output(Activation::Relu, len, &upload(d, "y", &y), &mut relu_grad);
+            d.activation_slope_at_output(leaky, len, &upload(d, "x", &x), &mut relu_grad);
             let mut dropped = upload(d, "x", &x);
             d.dropout(len, key, 0.3, &mut dropped);
             let mut images = Tensor::zeros(d, &[len + 1]);
             d.upload_images_u8(&pixels, &mut images);
             vec![("relu", relu.to_host()), ("relu grad", relu_grad.to_host()), ("dropout", dropped.to_host()), ("u8", images.to_host())]
         });
+    }
+}
+
+/// tanh, sigmoid and GELU (exp and division round differently on each device): forward in
+/// place and into another tensor, backward from the output and from the input.
+#[test]
+fn smooth_activations_match_cpu() {
+    for len in [1, 17, 1000] {
+        let (x, dy) = (random(len + 1, 13).iter().map(|v| v * 6.0).collect::<Vec<_>>(), random(len + 1, 15));
+        for f in [Activation::Tanh, Activation::Sigmoid, Activation::Gelu, Activation::LeakyRelu { alpha: 0.3 }] {
+            same_on_both(&format!("{f:?} len={len}"), 1e-6, 1e-5, |d| {
+                let xt = upload(d, "x", &x);
+                let mut y = Tensor::zeros(d, &[len + 1]);
+                d.activation(f, len, &xt, &mut y);
+                let mut in_place = upload(d, "x", &x);
+                if f.slope_from_output() {
+                    d.activation_in_place(f, len, &mut in_place);
+                }
+                let mut from_input = Tensor::zeros(d, &[len + 1]);
+                d.activation_slope_at_input(f, len, &xt, &upload(d, "dy", &dy), &mut from_input);
+                let mut from_output = upload(d, "dy", &dy);
+                if f.slope_from_output() {
+                    d.activation_slope_at_output(f, len, &y, &mut from_output);
+                }
+                vec![
+                    ("y", y.to_host()),
+                    ("in place", in_place.to_host()),
+                    ("dx", from_input.to_host()),
+                    ("dx from y", from_output.to_host()),
+                ]
+            });
+        }
+    }
+}
+
+/// Batch normalisation per channel of an image (rows = pixels) and per feature (rows = 1): the
+/// training forward (statistics, running averages, output with each epilogue), the inference
+/// forward, and the backward with and without an input mask.
+#[test]
+fn batchnorm_matches_cpu() {
+    for (rows, channels, n) in [(49, 3, 5), (1, 17, 40), (784, 32, 3), (6, 1, 1), (1, 40, 300)] {
+        let g = NormGeometry { rows, channels, momentum: 0.9, epsilon: 1e-3 };
+        let cap = n + 1;
+        let x: Vec<f32> = random(cap * g.len(), 31).iter().map(|v| 3.0 * v + 0.5).collect();
+        let (gamma, beta, dy, act) = (random(channels, 32), random(channels, 33), random(cap * g.len(), 34), random(cap * g.len(), 35));
+        let running: Vec<f32> = random(channels, 36).iter().map(|v| v.abs() + 0.1).collect();
+        for epilogue in [Epilogue::default(), Epilogue::relu(), epilogues()[7]] {
+            same_on_both(&format!("batchnorm rows {rows} channels {channels} n {n} {epilogue:?}"), 1e-4, 1e-3, |d| {
+                let (xt, gt, bt, dyt, actt) =
+                    (upload(d, "x", &x), upload(d, "g", &gamma), upload(d, "b", &beta), upload(d, "dy", &dy), upload(d, "act", &act));
+                let (mut mean, mut var) = (upload(d, "mean", &running), upload(d, "var", &running));
+                let mut saved = Tensor::zeros(d, &[2 * channels]);
+                let mut y = Tensor::zeros(d, &[cap * g.len()]);
+                d.batchnorm_forward_training(&g, n, &xt, &gt, &bt, (&mut mean, &mut var), &mut saved, epilogue, &mut y);
+                let mut inferred = Tensor::zeros(d, &[cap * g.len()]);
+                let p = NormParams { gamma: &gt, beta: &bt, running_mean: &mean, running_var: &var };
+                d.batchnorm_forward_inference(&g, n, &xt, &p, epilogue, &mut inferred);
+                let (mut dgamma, mut dbeta) = (Tensor::zeros(d, &[channels]), Tensor::zeros(d, &[channels]));
+                let mut dx = Tensor::zeros(d, &[cap * g.len()]);
+                let mask = GradMask { epilogue, activation: &actt };
+                d.batchnorm_backward(&g, n, &xt, &dyt, &gt, &saved, (&mut dgamma, &mut dbeta), Some(mask), Some(&mut dx));
+                vec![
+                    ("saved", saved.to_host()),
+                    ("running mean", mean.to_host()),
+                    ("running var", var.to_host()),
+                    ("y", y.to_host()),
+                    ("inference y", inferred.to_host()),
+                    ("dgamma", dgamma.to_host()),
+                    ("dbeta", dbeta.to_host()),
+                    ("dx", dx.to_host()),
+                ]
+            });
+        }
     }
 }
 
@@ -381,7 +480,7 @@ fn dispatches_beyond_65535_workgroups_cover_every_element() {
     let x: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { -(i as f32) } else { i as f32 }).collect();
     same_on_both("relu over 65,537 workgroups", 0.0, 0.0, |d| {
         let mut t = upload(d, "x", &x);
-        d.relu_forward(len, &mut t);
+        d.activation_in_place(Activation::Relu, len, &mut t);
         vec![("relu", t.to_host())]
     });
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{check_gradient, distinct, dot, random};
-use engine::backend::{Conv2dGeometry, PoolGeometry};
+use engine::backend::{Activation, Conv2dGeometry, NormGeometry, PoolGeometry};
 use engine::model::{LayerKind, LayerSpec, Shape};
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
@@ -132,20 +132,30 @@ fn max_pool_backward() {
     }
 }
 
+/// Every activation's backward, both ways it runs: the slope at the output (in place, all but
+/// GELU) and the slope at the input.
 #[test]
-fn relu_backward() {
+fn activation_backward() {
     let d = Device::cpu();
     let x = distinct(37, 7);
     let r = random(37, 8);
-    let forward = |x: &[f32]| {
-        let mut y = t(&d, &[x.len()], x);
-        d.relu_forward(x.len(), &mut y);
-        (dot(&y.to_host(), &r), y)
-    };
-    let (_, y) = forward(&x);
-    let mut dy = t(&d, &[37], &r);
-    d.relu_backward(37, &y, &mut dy);
-    check_gradient("relu dx", &x, &dy.to_host(), 1e-3, 1e-3, 1e-2, |x| forward(x).0);
+    let kinds = [Activation::Relu, Activation::LeakyRelu { alpha: 0.2 }, Activation::Tanh, Activation::Sigmoid, Activation::Gelu];
+    for f in kinds {
+        let forward = |x: &[f32]| {
+            let mut y = Tensor::zeros(&d, &[x.len()]);
+            d.activation(f, x.len(), &t(&d, &[x.len()], x), &mut y);
+            (dot(&y.to_host(), &r), y)
+        };
+        let (_, y) = forward(&x);
+        let mut dx = Tensor::zeros(&d, &[37]);
+        d.activation_slope_at_input(f, 37, &t(&d, &[37], &x), &t(&d, &[37], &r), &mut dx);
+        check_gradient(&format!("{f:?} dx"), &x, &dx.to_host(), 1e-3, 1e-3, 1e-2, |x| forward(x).0);
+        if f.slope_from_output() {
+            let mut dy = t(&d, &[37], &r);
+            d.activation_slope_at_output(f, 37, &y, &mut dy);
+            check_gradient(&format!("{f:?} dx from the output"), &x, &dy.to_host(), 1e-3, 1e-3, 1e-2, |x| forward(x).0);
+        }
+    }
 }
 
 #[test]
@@ -189,4 +199,61 @@ fn softmax_cross_entropy_backward() {
     }
     assert!((stats[0] as f64 - want).abs() < 1e-4, "loss {} vs {want}", stats[0]);
     check_gradient("softmax-xent dlogits", &logits, &dz, 1e-2, 5e-4, 1e-2, |z| run(z).0[0] / n as f32);
+}
+
+#[test]
+fn avg_pool_backward() {
+    let d = Device::cpu();
+    // (h, w, c, window, stride): non-overlapping, overlapping, a global pool, stride 1.
+    for (h, w, c, size, stride) in [(6, 5, 3, 2, 2), (7, 7, 2, 3, 2), (4, 4, 5, 4, 4), (5, 6, 1, 2, 1)] {
+        let g = PoolGeometry {
+            in_h: h,
+            in_w: w,
+            channels: c,
+            out_h: (h - size) / stride + 1,
+            out_w: (w - size) / stride + 1,
+            size_h: size,
+            size_w: size,
+            stride_h: stride,
+            stride_w: stride,
+        };
+        let n = 2;
+        let (x, r) = (random(n * g.in_len(), 11), random(n * g.out_len(), 12));
+        let forward = |x: &[f32]| {
+            let mut y = Tensor::zeros(&d, &[n * g.out_len()]);
+            d.avg_pool_forward(&g, n, &t(&d, &[x.len()], x), &mut y);
+            dot(&y.to_host(), &r)
+        };
+        let mut dx = Tensor::zeros(&d, &[n * g.in_len()]);
+        d.avg_pool_backward(&g, n, &t(&d, &[r.len()], &r), None, &mut dx);
+        check_gradient(&format!("avgpool {g:?} dx"), &x, &dx.to_host(), 1e-3, 1e-3, 1e-2, forward);
+    }
+}
+
+/// Batch normalisation in training (batch statistics), per channel of an image and per feature
+/// of a flat input: the gradients of the input, gamma and beta.
+#[test]
+fn batchnorm_backward() {
+    let d = Device::cpu();
+    for (rows, channels, n) in [(12, 3, 2), (1, 5, 7)] {
+        let g = NormGeometry { rows, channels, momentum: 0.9, epsilon: 1e-3 };
+        let (x, gamma, beta, r) = (random(n * g.len(), 21), random(channels, 22), random(channels, 23), random(n * g.len(), 24));
+        let run = |x: &[f32], gamma: &[f32], beta: &[f32]| {
+            let (mut mean, mut var) = (Tensor::zeros(&d, &[channels]), t(&d, &[channels], &vec![1.0; channels]));
+            let mut saved = Tensor::zeros(&d, &[2 * channels]);
+            let mut y = Tensor::zeros(&d, &[n * g.len()]);
+            let xt = t(&d, &[x.len()], x);
+            let (gt, bt) = (t(&d, &[channels], gamma), t(&d, &[channels], beta));
+            d.batchnorm_forward_training(&g, n, &xt, &gt, &bt, (&mut mean, &mut var), &mut saved, Default::default(), &mut y);
+            (dot(&y.to_host(), &r), xt, gt, saved)
+        };
+        let (_, xt, gt, saved) = run(&x, &gamma, &beta);
+        let (mut dgamma, mut dbeta, mut dx) =
+            (Tensor::zeros(&d, &[channels]), Tensor::zeros(&d, &[channels]), Tensor::zeros(&d, &[n * g.len()]));
+        d.batchnorm_backward(&g, n, &xt, &t(&d, &[r.len()], &r), &gt, &saved, (&mut dgamma, &mut dbeta), None, Some(&mut dx));
+        let what = format!("batchnorm rows {rows} channels {channels} n {n}");
+        check_gradient(&format!("{what} dx"), &x, &dx.to_host(), 1e-2, 2e-3, 2e-2, |x| run(x, &gamma, &beta).0);
+        check_gradient(&format!("{what} dgamma"), &gamma, &dgamma.to_host(), 1e-2, 2e-3, 2e-2, |g| run(&x, g, &beta).0);
+        check_gradient(&format!("{what} dbeta"), &beta, &dbeta.to_host(), 1e-2, 2e-3, 2e-2, |b| run(&x, &gamma, b).0);
+    }
 }

@@ -1,12 +1,13 @@
-//! Element-wise ops: ReLU, dropout, u8 -> f32 input normalisation.
+//! Element-wise ops: activations, dropout, u8 -> f32 input normalisation.
 
 use rayon::prelude::*;
 
+use crate::activation::Activation;
 use crate::rng::DropoutMask;
 
 const BLOCK: usize = 1 << 14;
 
-pub fn relu_forward(x: &mut [f32]) {
+fn relu_forward(x: &mut [f32]) {
     x.par_chunks_mut(BLOCK).for_each(relu_block);
 }
 
@@ -17,7 +18,7 @@ vectorized! {
 }
 
 /// `dy *= (y > 0)`, in place.
-pub fn relu_backward(y: &[f32], dy: &mut [f32]) {
+fn relu_backward(y: &[f32], dy: &mut [f32]) {
     dy.par_chunks_mut(BLOCK).zip(y.par_chunks(BLOCK)).for_each(|(d, y)| relu_backward_block(y, d));
 }
 
@@ -27,6 +28,44 @@ vectorized! {
             *d = if *y > 0.0 { *d } else { 0.0 };
         }
     }
+}
+
+/// `x = f(x)` in place.
+pub fn activation_in_place(f: Activation, x: &mut [f32]) {
+    match f {
+        Activation::Relu => relu_forward(x),
+        f => x.par_chunks_mut(BLOCK).for_each(|c| c.iter_mut().for_each(|v| *v = f.apply(*v))),
+    }
+}
+
+/// `y = f(x)`.
+pub fn activation(f: Activation, x: &[f32], y: &mut [f32]) {
+    y[..x.len()].par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).for_each(|(y, x)| {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = f.apply(*x);
+        }
+    });
+}
+
+/// `dy *= f'(at the output y)`, in place (every activation but GELU).
+pub fn slope_at_output(f: Activation, y: &[f32], dy: &mut [f32]) {
+    match f {
+        Activation::Relu => relu_backward(y, dy),
+        f => dy.par_chunks_mut(BLOCK).zip(y.par_chunks(BLOCK)).for_each(|(d, y)| {
+            for (d, y) in d.iter_mut().zip(y) {
+                *d *= f.slope_at_output(*y);
+            }
+        }),
+    }
+}
+
+/// `dx = dy * f'(at the input x)`.
+pub fn slope_at_input(f: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dx[..x.len()].par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK).zip(dy.par_chunks(BLOCK))).for_each(|(dx, (x, dy))| {
+        for ((dx, x), dy) in dx.iter_mut().zip(x).zip(dy) {
+            *dx = dy * f.slope_at_input(*x);
+        }
+    });
 }
 
 /// Inverted dropout in place: kept elements are scaled by `1 / (1 - rate)`, the others zeroed.

@@ -14,6 +14,7 @@ macro_rules! vectorized {
     };
 }
 
+pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
 pub mod elementwise;

@@ -1,5 +1,6 @@
-//! Max pooling, NHWC. The forward records, per output, the index (within the image) of the
-//! winning input; the backward scatters gradients there.
+//! Pooling, NHWC: max (the forward records, per output, the index within the image of the
+//! winning input; the backward scatters gradients there) and average (a global average pool is
+//! one whose window is the whole image).
 
 use rayon::prelude::*;
 
@@ -54,4 +55,59 @@ pub fn max_backward(g: &PoolGeometry, n: usize, dy: &[f32], argmax: &[u32], dx: 
                 dxi[a as usize] += d;
             }
         });
+}
+
+/// Average pooling: each output is the mean of its window, summed in window order.
+pub fn avg_forward(g: &PoolGeometry, n: usize, x: &[f32], y: &mut [f32]) {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let area = (g.size_h * g.size_w) as f32;
+    let c = g.channels;
+    y[..n * out_len].par_chunks_mut(out_len).zip(x[..n * in_len].par_chunks(in_len)).for_each(|(yi, xi)| {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let o = (oy * g.out_w + ox) * c;
+                let first = ((oy * g.stride_h) * g.in_w + ox * g.stride_w) * c;
+                for ch in 0..c {
+                    let mut sum = 0.0f32;
+                    for ky in 0..g.size_h {
+                        for kx in 0..g.size_w {
+                            sum += xi[first + (ky * g.in_w + kx) * c + ch];
+                        }
+                    }
+                    yi[o + ch] = sum / area;
+                }
+            }
+        }
+    });
+}
+
+/// The windows `(first, last)` along one axis that hold input position `i`.
+fn covering(i: usize, size: usize, stride: usize, out: usize) -> (usize, usize) {
+    let first = if i + 1 > size { (i + 1 - size).div_ceil(stride) } else { 0 };
+    (first, (i / stride).min(out - 1))
+}
+
+/// Average pooling's backward: each input gathers the gradients of the windows that hold it,
+/// in output order, divided by the window's area.
+pub fn avg_backward(g: &PoolGeometry, n: usize, dy: &[f32], dx: &mut [f32]) {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let area = (g.size_h * g.size_w) as f32;
+    let c = g.channels;
+    dx[..n * in_len].par_chunks_mut(in_len).zip(dy[..n * out_len].par_chunks(out_len)).for_each(|(dxi, dyi)| {
+        for iy in 0..g.in_h {
+            let (oy0, oy1) = covering(iy, g.size_h, g.stride_h, g.out_h);
+            for ix in 0..g.in_w {
+                let (ox0, ox1) = covering(ix, g.size_w, g.stride_w, g.out_w);
+                for ch in 0..c {
+                    let mut sum = 0.0f32;
+                    for oy in oy0..=oy1 {
+                        for ox in ox0..=ox1 {
+                            sum += dyi[(oy * g.out_w + ox) * c + ch];
+                        }
+                    }
+                    dxi[(iy * g.in_w + ix) * c + ch] = sum / area;
+                }
+            }
+        }
+    });
 }

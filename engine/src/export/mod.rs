@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::device::Device;
 use crate::error::{EngineError, Result};
+use crate::model::fold::fold_batchnorm;
 use crate::model::{ModelSpec, Network};
 
 pub const FORMAT: &str = "mnist-cnn";
@@ -245,7 +246,8 @@ fn check_weights_size(model: &ModelFile, path: &Path, size: u64) -> Result<()> {
             message: format!("{size} bytes, model.json says {} (incomplete copy?)", model.weights.size_bytes),
         });
     }
-    let params = model.architecture.parameters().map_err(|e| EngineError::Model { path: path.to_path_buf(), message: e.to_string() })?;
+    let params =
+        model.architecture.stored_tensors().map_err(|e| EngineError::Model { path: path.to_path_buf(), message: e.to_string() })?;
     if size > max_weights_bytes(&params) {
         return Err(EngineError::Model {
             path: path.to_path_buf(),
@@ -256,8 +258,10 @@ fn check_weights_size(model: &ModelFile, path: &Path, size: u64) -> Result<()> {
 }
 
 /// Builds the network of a validated `model` from its weights file's bytes (read from `path`,
-/// which errors name): size and sha256 against model.json, every parameter tensor's name,
-/// dtype, shape and finiteness against the architecture.
+/// which errors name): size and sha256 against model.json, every stored tensor's name, dtype,
+/// shape and finiteness against the architecture (and running variances not negative). The
+/// network is for inference: batch normalisations after a conv2d or dense layer are folded
+/// into it ([`fold_batchnorm`]).
 pub fn load_weights(model: &ModelFile, path: &Path, bytes: &[u8], device: Device) -> Result<Network> {
     let bad = |message: String| EngineError::Model { path: path.to_path_buf(), message };
     let corrupt = |message: String| EngineError::ModelCorrupt { path: path.to_path_buf(), message };
@@ -266,10 +270,10 @@ pub fn load_weights(model: &ModelFile, path: &Path, bytes: &[u8], device: Device
     if digest != model.weights.sha256 {
         return Err(corrupt(format!("sha256 {digest} does not match model.json's {} (corrupt file?)", model.weights.sha256)));
     }
-    let params = model.architecture.parameters().map_err(|e| bad(e.to_string()))?;
+    let params = model.architecture.stored_tensors().map_err(|e| bad(e.to_string()))?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("invalid safetensors: {e}")))?;
     if tensors.len() != params.len() {
-        return Err(bad(format!("{} tensors, the architecture has {} parameter tensors", tensors.len(), params.len())));
+        return Err(bad(format!("{} tensors, the architecture has {} stored tensors", tensors.len(), params.len())));
     }
     let mut values = Vec::new();
     for (name, shape) in params {
@@ -281,7 +285,13 @@ pub fn load_weights(model: &ModelFile, path: &Path, bytes: &[u8], device: Device
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("tensor '{name}' holds {} at index {i}; parameters must be finite", data[i])));
         }
+        if name.ends_with(".moving_variance")
+            && let Some(i) = data.iter().position(|&v| v < 0.0)
+        {
+            return Err(bad(format!("tensor '{name}' holds {} at index {i}; a variance cannot be negative", data[i])));
+        }
         values.push((name, shape, data));
     }
-    Network::from_params(model.architecture.clone(), device, values)
+    let (spec, values) = fold_batchnorm(model.architecture.clone(), values);
+    Network::from_params(spec, device, values)
 }

@@ -4,23 +4,38 @@ use super::buffers::{BufRef, Scratch};
 use super::context::GpuContext;
 use super::kernels::Kernel;
 use super::params::{Elementwise, u};
+use crate::activation::Activation;
 use crate::rng::DropoutKey;
 
 fn len_only(len: usize) -> Elementwise {
     Elementwise { len: u(len), ..Default::default() }
 }
 
-pub(crate) fn relu_forward(ctx: &GpuContext, len: usize, x: BufRef) {
-    ctx.dispatch(Kernel::ReluForward, &len_only(len), &[(1, x)], len.div_ceil(256));
+fn with_activation(len: usize, f: Activation) -> Elementwise {
+    let (act, act_alpha) = f.code();
+    Elementwise { len: u(len), act, act_alpha, ..Default::default() }
 }
 
-pub(crate) fn relu_backward(ctx: &GpuContext, len: usize, y: BufRef, dy: BufRef) {
-    ctx.dispatch(Kernel::ReluBackward, &len_only(len), &[(1, dy), (2, y)], len.div_ceil(256));
+pub(crate) fn activation_in_place(ctx: &GpuContext, f: Activation, len: usize, x: BufRef) {
+    ctx.dispatch(Kernel::ActivationInPlace, &with_activation(len, f), &[(1, x)], len.div_ceil(256));
+}
+
+pub(crate) fn activation(ctx: &GpuContext, f: Activation, len: usize, x: BufRef, y: BufRef) {
+    ctx.dispatch(Kernel::ActivationInto, &with_activation(len, f), &[(1, y), (2, x)], len.div_ceil(256));
+}
+
+pub(crate) fn slope_at_output(ctx: &GpuContext, f: Activation, len: usize, y: BufRef, dy: BufRef) {
+    ctx.dispatch(Kernel::SlopeAtOutput, &with_activation(len, f), &[(1, dy), (2, y)], len.div_ceil(256));
+}
+
+pub(crate) fn slope_at_input(ctx: &GpuContext, f: Activation, len: usize, x: BufRef, dy: BufRef, dx: BufRef) {
+    ctx.dispatch(Kernel::SlopeAtInput, &with_activation(len, f), &[(1, dx), (2, x), (4, dy)], len.div_ceil(256));
 }
 
 pub(crate) fn dropout(ctx: &GpuContext, len: usize, key: DropoutKey, rate: f32, x: BufRef) {
     let mask = key.mask(rate);
-    let params = Elementwise { len: u(len), mask_base: mask.base(), threshold: mask.threshold(), scale: 1.0 / (1.0 - rate) };
+    let params =
+        Elementwise { len: u(len), mask_base: mask.base(), threshold: mask.threshold(), scale: 1.0 / (1.0 - rate), ..Default::default() };
     ctx.dispatch(Kernel::Dropout, &params, &[(1, x)], len.div_ceil(256));
 }
 

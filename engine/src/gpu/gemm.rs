@@ -6,7 +6,7 @@ use super::buffers::{BufRef, Scratch};
 use super::context::GpuContext;
 use super::counters::GemmShape;
 use super::kernels::{Kernel, Pipeline, entry_point};
-use super::params::{self, ACT_NONE, ACT_RELU, ACT_RELU_MASK, u};
+use super::params::{self, u};
 use crate::backend::{Conv2dGeometry, Epilogue, GradMask};
 
 /// Reduction indices per K tile (`BK` in gemm_tile.wgsl).
@@ -223,18 +223,16 @@ impl Gemm<'_> {
         let mut act = unused;
         let epilogue = match self.finish {
             Finish::Plain => Epilogue::default(),
-            Finish::Activation(e) => {
-                params.activation = if e.relu { ACT_RELU } else { ACT_NONE };
-                *e
-            }
+            Finish::Activation(e) => *e,
             Finish::Gradient(mask) => {
-                if mask.epilogue.relu {
-                    params.activation = ACT_RELU_MASK;
+                if mask.epilogue.activation.is_some() {
+                    params.act_slope = 1;
                     act = mask.activation.gpu();
                 }
                 mask.epilogue
             }
         };
+        (params.act, params.act_alpha) = epilogue.activation_code();
         (params.dropout, params.drop_base, params.drop_threshold, params.drop_scale) = params::dropout_fields(&epilogue);
 
         ctx.counters.log_gemm(|| GemmShape {

@@ -5,6 +5,8 @@ use super::gemm::Tile;
 use crate::error::{EngineError, Result};
 
 const HASH: &str = include_str!("../../../shaders/hash.wgsl");
+const ACTIVATION: &str = include_str!("../../../shaders/activation.wgsl");
+const BATCHNORM: &str = include_str!("../../../shaders/batchnorm.wgsl");
 const GEMM_TILE: &str = include_str!("../../../shaders/gemm_tile.wgsl");
 const DENSE: &str = include_str!("../../../shaders/dense.wgsl");
 const CONV2D: &str = include_str!("../../../shaders/conv2d.wgsl");
@@ -23,8 +25,16 @@ pub(crate) enum Kernel {
     ConvBackwardWeight,
     MaxPoolForward,
     MaxPoolBackward,
-    ReluForward,
-    ReluBackward,
+    AvgPoolForward,
+    AvgPoolBackward,
+    NormStatistics,
+    Normalize,
+    NormBackwardParams,
+    NormBackwardInput,
+    ActivationInPlace,
+    ActivationInto,
+    SlopeAtOutput,
+    SlopeAtInput,
     Dropout,
     NormalizeU8,
     Xent,
@@ -53,13 +63,14 @@ impl Pipeline {
     }
 }
 
-/// Shader files, as compiled: the tiled product (after one variant's tile constants) and the
-/// dropout hash are prepended to their users.
+/// Shader files, as compiled: the tiled product (after one variant's tile constants), the
+/// dropout hash and the activation functions are prepended to their users.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Module {
     Dense(Tile),
     Conv2d(Tile),
     Pool,
+    BatchNorm,
     Elementwise,
     SoftmaxXent,
     Optim,
@@ -69,7 +80,7 @@ impl Module {
     /// Every module the device compiles.
     pub(crate) fn all() -> Vec<Module> {
         let tiled = Tile::ALL.iter().flat_map(|&t| [Module::Dense(t), Module::Conv2d(t)]);
-        tiled.chain([Module::Pool, Module::Elementwise, Module::SoftmaxXent, Module::Optim]).collect()
+        tiled.chain([Module::Pool, Module::BatchNorm, Module::Elementwise, Module::SoftmaxXent, Module::Optim]).collect()
     }
 
     pub(crate) fn file(self) -> &'static str {
@@ -77,6 +88,7 @@ impl Module {
             Module::Dense(_) => "dense.wgsl",
             Module::Conv2d(_) => "conv2d.wgsl",
             Module::Pool => "pool.wgsl",
+            Module::BatchNorm => "batchnorm.wgsl",
             Module::Elementwise => "elementwise.wgsl",
             Module::SoftmaxXent => "softmax_xent.wgsl",
             Module::Optim => "optim.wgsl",
@@ -100,17 +112,18 @@ impl Module {
 
     pub(crate) fn source(self) -> String {
         match self {
-            Module::Dense(t) => format!("{}\n{HASH}\n{GEMM_TILE}\n{DENSE}", t.wgsl_constants()),
-            Module::Conv2d(t) => format!("{}\n{HASH}\n{GEMM_TILE}\n{CONV2D}", t.wgsl_constants()),
-            Module::Pool => format!("{HASH}\n{POOL}"),
-            Module::Elementwise => format!("{HASH}\n{ELEMENTWISE}"),
+            Module::Dense(t) => format!("{}\n{HASH}\n{ACTIVATION}\n{GEMM_TILE}\n{DENSE}", t.wgsl_constants()),
+            Module::Conv2d(t) => format!("{}\n{HASH}\n{ACTIVATION}\n{GEMM_TILE}\n{CONV2D}", t.wgsl_constants()),
+            Module::Pool => format!("{HASH}\n{ACTIVATION}\n{POOL}"),
+            Module::BatchNorm => format!("{HASH}\n{ACTIVATION}\n{BATCHNORM}"),
+            Module::Elementwise => format!("{HASH}\n{ACTIVATION}\n{ELEMENTWISE}"),
             Module::SoftmaxXent => SOFTMAX_XENT.to_string(),
             Module::Optim => OPTIM.to_string(),
         }
     }
 }
 
-pub(crate) const KERNEL_COUNT: usize = 16;
+pub(crate) const KERNEL_COUNT: usize = 24;
 
 /// Which file family each kernel lives in.
 #[derive(Clone, Copy)]
@@ -131,8 +144,16 @@ const KERNELS: [(Kernel, Family, &str); KERNEL_COUNT] = [
     (Kernel::ConvBackwardWeight, Family::Conv2d, "backward_weight"),
     (Kernel::MaxPoolForward, Family::Single(Module::Pool), "max_forward"),
     (Kernel::MaxPoolBackward, Family::Single(Module::Pool), "max_backward"),
-    (Kernel::ReluForward, Family::Single(Module::Elementwise), "relu_forward"),
-    (Kernel::ReluBackward, Family::Single(Module::Elementwise), "relu_backward"),
+    (Kernel::AvgPoolForward, Family::Single(Module::Pool), "avg_forward"),
+    (Kernel::AvgPoolBackward, Family::Single(Module::Pool), "avg_backward"),
+    (Kernel::NormStatistics, Family::Single(Module::BatchNorm), "statistics"),
+    (Kernel::Normalize, Family::Single(Module::BatchNorm), "normalize"),
+    (Kernel::NormBackwardParams, Family::Single(Module::BatchNorm), "backward_params"),
+    (Kernel::NormBackwardInput, Family::Single(Module::BatchNorm), "backward_input"),
+    (Kernel::ActivationInPlace, Family::Single(Module::Elementwise), "activation_in_place"),
+    (Kernel::ActivationInto, Family::Single(Module::Elementwise), "activation_into"),
+    (Kernel::SlopeAtOutput, Family::Single(Module::Elementwise), "slope_at_output_in_place"),
+    (Kernel::SlopeAtInput, Family::Single(Module::Elementwise), "slope_at_input"),
     (Kernel::Dropout, Family::Single(Module::Elementwise), "dropout"),
     (Kernel::NormalizeU8, Family::Single(Module::Elementwise), "normalize_u8"),
     (Kernel::Xent, Family::Single(Module::SoftmaxXent), "xent"),

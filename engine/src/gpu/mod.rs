@@ -12,6 +12,7 @@ mod params;
 mod recorder;
 pub mod report;
 
+pub(crate) mod batchnorm;
 pub(crate) mod conv2d;
 pub(crate) mod dense;
 pub(crate) mod elementwise;

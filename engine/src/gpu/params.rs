@@ -36,7 +36,7 @@ kernel_params! {
         a_rs: u32, a_cs: u32, b_rs: u32, b_cs: u32,
         in_h: u32, in_w: u32, in_c: u32, out_h: u32, out_w: u32, out_c: u32,
         kernel_h: u32, kernel_w: u32, stride_h: u32, stride_w: u32, pad_top: u32, pad_left: u32, input_u8: u32,
-        activation: u32, dropout: u32, drop_base: u32, drop_threshold: u32, drop_scale: f32,
+        act: u32, act_alpha: f32, act_slope: u32, dropout: u32, drop_base: u32, drop_threshold: u32, drop_scale: f32,
     }
 }
 
@@ -44,12 +44,19 @@ kernel_params! {
     Pool in "pool.wgsl" {
         count: u32, in_h: u32, in_w: u32, channels: u32, out_h: u32, out_w: u32,
         size_h: u32, size_w: u32, stride_h: u32, stride_w: u32,
-        relu_mask: u32, dropout: u32, drop_base: u32, drop_threshold: u32, drop_scale: f32,
+        act: u32, act_alpha: f32, dropout: u32, drop_base: u32, drop_threshold: u32, drop_scale: f32,
     }
 }
 
 kernel_params! {
-    Elementwise in "elementwise.wgsl" { len: u32, mask_base: u32, threshold: u32, scale: f32 }
+    Elementwise in "elementwise.wgsl" { len: u32, mask_base: u32, threshold: u32, scale: f32, act: u32, act_alpha: f32 }
+}
+
+kernel_params! {
+    Norm in "batchnorm.wgsl" {
+        rows: u32, channels: u32, momentum: f32, epsilon: f32, training: u32,
+        act: u32, act_alpha: f32, dropout: u32, drop_base: u32, drop_threshold: u32, drop_scale: f32,
+    }
 }
 
 kernel_params! {
@@ -61,11 +68,6 @@ kernel_params! {
         len: u32, variant: u32, lr: f32, weight_decay: f32, beta1: f32, beta2: f32, epsilon: f32, bias1: f32, bias2: f32,
     }
 }
-
-/// `Gemm::activation` values.
-pub(crate) const ACT_NONE: u32 = 0;
-pub(crate) const ACT_RELU: u32 = 1;
-pub(crate) const ACT_RELU_MASK: u32 = 2;
 
 /// An epilogue's dropout fields: (on, per-key hash, threshold, scale).
 pub(crate) fn dropout_fields(epilogue: &Epilogue) -> (u32, u32, u32, f32) {
@@ -104,6 +106,7 @@ mod tests {
         check::<Gemm>();
         check::<Pool>();
         check::<Elementwise>();
+        check::<Norm>();
         check::<Rows>();
         check::<Update>();
     }

@@ -1,4 +1,4 @@
-//! Dispatcher for shaders/pool.wgsl.
+//! Dispatcher for shaders/pool.wgsl: max and average pooling.
 
 use super::buffers::BufRef;
 use super::context::GpuContext;
@@ -27,18 +27,33 @@ pub(crate) fn max_forward(ctx: &GpuContext, g: &PoolGeometry, n: usize, x: BufRe
     ctx.dispatch(Kernel::MaxPoolForward, &params(g, count), &[(1, x), (2, y), (3, argmax)], count.div_ceil(256));
 }
 
-/// `dx` from `dy`, finished by the gradient masks of the layers between the pool and its input.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn max_backward(ctx: &GpuContext, g: &PoolGeometry, n: usize, dy: BufRef, argmax: BufRef, mask: Option<&GradMask>, dx: BufRef) {
-    let count = n * g.in_len();
-    let mut p = params(g, count);
+pub(crate) fn avg_forward(ctx: &GpuContext, g: &PoolGeometry, n: usize, x: BufRef, y: BufRef) {
+    let count = n * g.out_len();
+    ctx.dispatch(Kernel::AvgPoolForward, &params(g, count), &[(1, x), (2, y)], count.div_ceil(256));
+}
+
+/// A backward's parameters and the activation its mask reads (binding 1).
+fn backward_params<'a>(ctx: &'a GpuContext, g: &PoolGeometry, n: usize, mask: Option<&'a GradMask>) -> (params::Pool, BufRef<'a>) {
+    let mut p = params(g, n * g.in_len());
     let mut x = BufRef::whole(&ctx.buffers.unused_input);
     if let Some(mask) = mask {
-        if mask.epilogue.relu {
-            p.relu_mask = 1;
+        if mask.epilogue.activation.is_some() {
+            (p.act, p.act_alpha) = mask.epilogue.activation_code();
             x = mask.activation.gpu();
         }
         (p.dropout, p.drop_base, p.drop_threshold, p.drop_scale) = params::dropout_fields(&mask.epilogue);
     }
-    ctx.dispatch(Kernel::MaxPoolBackward, &p, &[(1, x), (4, dy), (5, argmax), (6, dx)], count.div_ceil(256));
+    (p, x)
+}
+
+/// `dx` from `dy`, finished by the gradient masks of the layers between the pool and its input.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn max_backward(ctx: &GpuContext, g: &PoolGeometry, n: usize, dy: BufRef, argmax: BufRef, mask: Option<&GradMask>, dx: BufRef) {
+    let (p, x) = backward_params(ctx, g, n, mask);
+    ctx.dispatch(Kernel::MaxPoolBackward, &p, &[(1, x), (4, dy), (5, argmax), (6, dx)], (n * g.in_len()).div_ceil(256));
+}
+
+pub(crate) fn avg_backward(ctx: &GpuContext, g: &PoolGeometry, n: usize, dy: BufRef, mask: Option<&GradMask>, dx: BufRef) {
+    let (p, x) = backward_params(ctx, g, n, mask);
+    ctx.dispatch(Kernel::AvgPoolBackward, &p, &[(1, x), (4, dy), (6, dx)], (n * g.in_len()).div_ceil(256));
 }

@@ -13,7 +13,7 @@ use super::params::KernelParams;
 /// Bytes per uniform slot: the largest offset alignment any adapter may demand.
 const UNIFORM_SLOT: u64 = 256;
 const UNIFORM_SLOTS: u64 = 2048;
-const MAX_BINDINGS: usize = 10;
+const MAX_BINDINGS: usize = 12;
 const MAX_CACHED_BIND_GROUPS: usize = 4096;
 
 type BindKey = (Pipeline, u64, [Option<(wgpu::Buffer, u64, u64)>; MAX_BINDINGS]);

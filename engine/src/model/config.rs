@@ -51,11 +51,90 @@ impl Size2 {
     }
 }
 
+/// An activation by name, as the `activation` key of conv2d and dense takes it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
+#[serde(rename_all = "snake_case")]
+pub enum ActivationName {
     Relu,
     Linear,
+    LeakyRelu,
+    Tanh,
+    Sigmoid,
+    Gelu,
+}
+
+/// The `activation` key: a name (`"tanh"`), or a table with parameters
+/// (`{ type = "leaky_relu", alpha = 0.1 }`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ActivationConfig {
+    Name(ActivationName),
+    Table(ActivationTable),
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationTable {
+    #[serde(rename = "type")]
+    pub kind: ActivationName,
+    pub alpha: Option<f32>,
+}
+
+const ACTIVATION_NAMES: &[&str] = &["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "linear"];
+
+impl<'de> Deserialize<'de> for ActivationConfig {
+    /// A name or a table, with an error that lists the names (an untagged enum's would not).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ActivationConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an activation name ({}) or a table {{ type = \"leaky_relu\", alpha = 0.1 }}", ACTIVATION_NAMES.join(", "))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> std::result::Result<Self::Value, E> {
+                ActivationName::deserialize(serde::de::value::StrDeserializer::<E>::new(name))
+                    .map(ActivationConfig::Name)
+                    .map_err(|_| E::custom(format!("unknown activation \"{name}\": expected one of {}", ACTIVATION_NAMES.join(", "))))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> std::result::Result<Self::Value, M::Error> {
+                ActivationTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ActivationConfig::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Keras's default slope of a leaky ReLU.
+fn default_alpha() -> f32 {
+    0.3
+}
+fn default_momentum_bn() -> f32 {
+    0.99
+}
+fn default_epsilon_bn() -> f32 {
+    1e-3
+}
+
+impl ActivationConfig {
+    /// The function, or `None` for `linear`; an alpha on anything but a leaky ReLU is an error.
+    fn resolve(self) -> std::result::Result<Option<crate::activation::Activation>, String> {
+        use crate::activation::Activation as F;
+        let (kind, alpha) = match self {
+            ActivationConfig::Name(kind) => (kind, None),
+            ActivationConfig::Table(t) => (t.kind, t.alpha),
+        };
+        if alpha.is_some() && kind != ActivationName::LeakyRelu {
+            return Err(format!("alpha applies to leaky_relu only, not {kind:?}").to_lowercase());
+        }
+        Ok(match kind {
+            ActivationName::Linear => None,
+            ActivationName::Relu => Some(F::Relu),
+            ActivationName::LeakyRelu => Some(F::LeakyRelu { alpha: alpha.unwrap_or_else(default_alpha) }),
+            ActivationName::Tanh => Some(F::Tanh),
+            ActivationName::Sigmoid => Some(F::Sigmoid),
+            ActivationName::Gelu => Some(F::Gelu),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -69,7 +148,7 @@ pub enum LayerConfig {
         strides: Size2,
         #[serde(default)]
         padding: Padding,
-        activation: Option<Activation>,
+        activation: Option<ActivationConfig>,
     },
     #[serde(alias = "maxpool2d", alias = "max_pool", alias = "max_pool2d", alias = "maxpooling2d")]
     Maxpool {
@@ -79,12 +158,47 @@ pub enum LayerConfig {
         #[serde(alias = "stride")]
         strides: Option<Size2>,
     },
+    #[serde(alias = "avgpool2d", alias = "avg_pool", alias = "avg_pool2d", alias = "averagepooling2d")]
+    Avgpool {
+        name: Option<String>,
+        #[serde(default = "two")]
+        pool_size: Size2,
+        #[serde(alias = "stride")]
+        strides: Option<Size2>,
+    },
+    #[serde(rename = "global_avgpool", alias = "global_avg_pool", alias = "globalaveragepooling2d")]
+    GlobalAvgpool {
+        name: Option<String>,
+    },
     Dense {
         name: Option<String>,
         units: usize,
-        activation: Option<Activation>,
+        activation: Option<ActivationConfig>,
+    },
+    #[serde(alias = "batch_norm", alias = "batchnormalization")]
+    Batchnorm {
+        name: Option<String>,
+        #[serde(default = "default_momentum_bn")]
+        momentum: f32,
+        #[serde(default = "default_epsilon_bn")]
+        epsilon: f32,
     },
     Relu {
+        name: Option<String>,
+    },
+    #[serde(rename = "leaky_relu", alias = "leakyrelu")]
+    LeakyRelu {
+        name: Option<String>,
+        #[serde(default = "default_alpha")]
+        alpha: f32,
+    },
+    Tanh {
+        name: Option<String>,
+    },
+    Sigmoid {
+        name: Option<String>,
+    },
+    Gelu {
         name: Option<String>,
     },
     Dropout {
@@ -302,18 +416,36 @@ impl ModelConfig {
                     let kind =
                         LayerKind::Conv2d { filters: *filters, kernel: kernel_size.pair(), stride: strides.pair(), padding: *padding };
                     layers.push(LayerSpec { name: name_for(name, "conv"), kind });
-                    push_activation(&mut layers, activation, &mut name_for);
+                    push_activation(&mut layers, i, activation, &mut name_for)?;
                 }
                 LayerConfig::Maxpool { name, pool_size, strides } => {
                     let size = pool_size.pair();
                     let stride = strides.map(Size2::pair).unwrap_or(size);
                     layers.push(LayerSpec { name: name_for(name, "pool"), kind: LayerKind::MaxPool { size, stride } });
                 }
+                LayerConfig::Avgpool { name, pool_size, strides } => {
+                    let size = pool_size.pair();
+                    let stride = strides.map(Size2::pair).unwrap_or(size);
+                    layers.push(LayerSpec { name: name_for(name, "avgpool"), kind: LayerKind::AvgPool { size, stride } });
+                }
+                LayerConfig::GlobalAvgpool { name } => {
+                    layers.push(LayerSpec { name: name_for(name, "global_avgpool"), kind: LayerKind::GlobalAvgPool })
+                }
                 LayerConfig::Dense { name, units, activation } => {
                     layers.push(LayerSpec { name: name_for(name, "dense"), kind: LayerKind::Dense { units: *units } });
-                    push_activation(&mut layers, activation, &mut name_for);
+                    push_activation(&mut layers, i, activation, &mut name_for)?;
                 }
+                LayerConfig::Batchnorm { name, momentum, epsilon } => layers.push(LayerSpec {
+                    name: name_for(name, "batchnorm"),
+                    kind: LayerKind::BatchNorm { momentum: *momentum, epsilon: *epsilon },
+                }),
                 LayerConfig::Relu { name } => layers.push(LayerSpec { name: name_for(name, "relu"), kind: LayerKind::Relu }),
+                LayerConfig::LeakyRelu { name, alpha } => {
+                    layers.push(LayerSpec { name: name_for(name, "leaky_relu"), kind: LayerKind::LeakyRelu { alpha: *alpha } })
+                }
+                LayerConfig::Tanh { name } => layers.push(LayerSpec { name: name_for(name, "tanh"), kind: LayerKind::Tanh }),
+                LayerConfig::Sigmoid { name } => layers.push(LayerSpec { name: name_for(name, "sigmoid"), kind: LayerKind::Sigmoid }),
+                LayerConfig::Gelu { name } => layers.push(LayerSpec { name: name_for(name, "gelu"), kind: LayerKind::Gelu }),
                 LayerConfig::Dropout { name, rate } => {
                     layers.push(LayerSpec { name: name_for(name, "dropout"), kind: LayerKind::Dropout { rate: *rate } })
                 }
@@ -330,14 +462,19 @@ impl ModelConfig {
     }
 }
 
+/// The layer an `activation` key of `[[model.layers]]` entry `index` stands for.
 fn push_activation(
     layers: &mut Vec<LayerSpec>,
-    activation: &Option<Activation>,
+    index: usize,
+    activation: &Option<ActivationConfig>,
     name_for: &mut impl FnMut(&Option<String>, &str) -> String,
-) {
-    if let Some(Activation::Relu) = activation {
-        layers.push(LayerSpec { name: name_for(&None, "relu"), kind: LayerKind::Relu });
+) -> Result<()> {
+    let Some(config) = activation else { return Ok(()) };
+    let f = config.resolve().map_err(|message| bad(format!("model.layers[{index}].activation"), message))?;
+    if let Some(f) = f {
+        layers.push(LayerSpec { name: name_for(&None, f.name()), kind: LayerKind::for_activation(f) });
     }
+    Ok(())
 }
 
 impl TrainConfig {

@@ -2,6 +2,7 @@
 //! inference, the layers' parameters, and the network's forward / backward / training step.
 
 pub mod config;
+pub mod fold;
 pub mod network;
 pub mod spec;
 pub mod validate;

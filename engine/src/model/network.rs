@@ -3,7 +3,8 @@
 
 use super::spec::{LayerKind, ModelSpec};
 use super::workspace::{STATS_SLOTS, Workspace, pair, pair_mut};
-use crate::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, PoolGeometry};
+use crate::activation::Activation;
+use crate::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, NormGeometry, NormParams, PoolGeometry};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::optim::Optimizer;
@@ -21,26 +22,68 @@ pub struct Param {
 }
 
 enum Op {
-    Conv2d { geom: Conv2dGeometry, weight: usize, bias: usize },
-    MaxPool { geom: PoolGeometry },
-    Dense { inputs: usize, outputs: usize, weight: usize, bias: usize },
-    Relu,
-    Dropout { rate: f32, id: u32 },
+    Conv2d {
+        geom: Conv2dGeometry,
+        weight: usize,
+        bias: usize,
+    },
+    MaxPool {
+        geom: PoolGeometry,
+    },
+    /// Also a global average pool (its window is the whole image).
+    AvgPool {
+        geom: PoolGeometry,
+    },
+    Dense {
+        inputs: usize,
+        outputs: usize,
+        weight: usize,
+        bias: usize,
+    },
+    /// `gamma`, `beta`: parameter indices; `mean`, `var`: state indices (the running averages).
+    BatchNorm {
+        geom: NormGeometry,
+        gamma: usize,
+        beta: usize,
+        mean: usize,
+        var: usize,
+    },
+    Activation(Activation),
+    Dropout {
+        rate: f32,
+        id: u32,
+    },
     Flatten,
 }
 
 impl Op {
-    /// ReLU, dropout and flatten work in place on their input's slot.
+    /// Activations whose slope follows from their output, dropout and flatten work in place on
+    /// their input's slot.
     fn is_in_place(&self) -> bool {
-        matches!(self, Op::Relu | Op::Dropout { .. } | Op::Flatten)
+        match self {
+            Op::Activation(f) => f.slope_from_output(),
+            Op::Dropout { .. } | Op::Flatten => true,
+            _ => false,
+        }
+    }
+
+    /// Layers whose kernel can end with the epilogue of the element-wise layers after them.
+    fn takes_epilogue(&self) -> bool {
+        matches!(self, Op::Conv2d { .. } | Op::Dense { .. } | Op::BatchNorm { .. })
+    }
+
+    /// Layers whose backward can apply the gradient masks of the element-wise layers before them.
+    fn takes_input_mask(&self) -> bool {
+        matches!(self, Op::Conv2d { .. } | Op::Dense { .. } | Op::BatchNorm { .. } | Op::MaxPool { .. } | Op::AvgPool { .. })
     }
 }
 
-/// A run of element-wise layers (a ReLU, at most one dropout) as its neighbours' kernels apply
-/// it: the producer's epilogue in the forward, the consumer's gradient mask in the backward.
+/// A run of element-wise layers (at most one activation, at most one dropout) as its
+/// neighbours' kernels apply it: the producer's epilogue in the forward, the consumer's
+/// gradient mask in the backward.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Fused {
-    relu: bool,
+    activation: Option<Activation>,
     /// (dropout layer id, rate)
     dropout: Option<(u32, f32)>,
 }
@@ -52,12 +95,14 @@ struct Stage {
     output: usize,
     /// Values per example in the output slot.
     out_len: usize,
-    /// Conv2d and dense: the element-wise layers after this one, applied as its epilogue.
+    /// Conv2d, dense and batchnorm: the element-wise layers after this one, applied as its
+    /// epilogue.
     epilogue: Fused,
-    /// Conv2d, dense and max-pool: the gradient masks of the element-wise layers between this
-    /// layer and its input's producer, applied as this layer writes its input's gradient.
+    /// Conv2d, dense, batchnorm and pooling: the gradient masks of the element-wise layers
+    /// between this layer and its input's producer, applied as this layer writes its input's
+    /// gradient.
     input_mask: Option<Fused>,
-    /// ReLU and dropout: run by the producer's epilogue / by the consumer's backward.
+    /// Activations and dropout: run by the producer's epilogue / by the consumer's backward.
     forward_fused: bool,
     backward_fused: bool,
 }
@@ -75,6 +120,8 @@ pub struct Network {
     device: Device,
     stages: Vec<Stage>,
     params: Vec<Param>,
+    /// Non-trainable tensors (batch normalisations' running averages), in spec order.
+    state: Vec<Param>,
     /// On a GPU: one tensor spanning every parameter (see [`Tensor::zeros_packed`]).
     param_arena: Option<Tensor>,
     slot_lens: Vec<usize>,
@@ -91,28 +138,33 @@ impl Drop for Network {
 }
 
 impl Network {
-    /// A network with freshly initialised parameters (Glorot-uniform weights, zero biases).
+    /// A network with freshly initialised parameters (Glorot-uniform weights, zero biases; batch
+    /// normalisations with scale 1, offset 0, running mean 0 and variance 1).
     pub fn new(spec: ModelSpec, device: Device, seed: u64) -> Result<Self> {
-        let shapes = spec.parameters()?;
+        let shapes = spec.stored_tensors()?;
         let mut values = Vec::with_capacity(shapes.len());
         for (i, (name, shape)) in shapes.into_iter().enumerate() {
-            let data = if name.ends_with(".bias") {
-                vec![0.0; shape.iter().product()]
-            } else {
+            let len = shape.iter().product();
+            let data = if name.ends_with(".weight") {
                 glorot_uniform(&shape, seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            } else if name.ends_with(".gamma") || name.ends_with(".moving_variance") {
+                vec![1.0; len]
+            } else {
+                vec![0.0; len]
             };
             values.push((name, shape, data));
         }
         Self::with_params(spec, device, values, seed)
     }
 
-    /// A network with the given parameters (names and shapes must match the spec's).
+    /// A network with the given tensors: the parameters, then the state, with the names and
+    /// shapes of [`ModelSpec::stored_tensors`].
     pub fn from_params(spec: ModelSpec, device: Device, values: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Self> {
-        let expected = spec.parameters()?;
+        let expected = spec.stored_tensors()?;
         if expected.len() != values.len() {
             return Err(EngineError::Tensor {
                 name: "parameters".into(),
-                message: format!("the architecture has {} parameter tensors, {} were given", expected.len(), values.len()),
+                message: format!("the architecture has {} stored tensors, {} were given", expected.len(), values.len()),
             });
         }
         for ((name, shape), (given_name, given_shape, _)) in expected.into_iter().zip(&values) {
@@ -126,9 +178,10 @@ impl Network {
         Self::with_params(spec, device, values, 0)
     }
 
-    /// Places `values` on the device: on a GPU, as ranges of one buffer (the arena), so one
-    /// optimizer dispatch updates every parameter.
-    fn with_params(spec: ModelSpec, device: Device, values: Vec<(String, Vec<usize>, Vec<f32>)>, seed: u64) -> Result<Self> {
+    /// Places `values` (parameters, then state) on the device: on a GPU the parameters as ranges
+    /// of one buffer (the arena), so one optimizer dispatch updates every parameter.
+    fn with_params(spec: ModelSpec, device: Device, mut values: Vec<(String, Vec<usize>, Vec<f32>)>, seed: u64) -> Result<Self> {
+        let state_values = values.split_off(spec.parameters()?.len());
         let shapes: Vec<Vec<usize>> = values.iter().map(|(_, shape, _)| shape.clone()).collect();
         let (tensors, param_arena) = Tensor::zeros_packed(&device, &shapes);
         let mut params = Vec::with_capacity(values.len());
@@ -136,10 +189,14 @@ impl Network {
             value.write_host(&name, &data)?;
             params.push(Param { name, value });
         }
+        let state = state_values
+            .into_iter()
+            .map(|(name, shape, data)| Ok(Param { value: Tensor::from_host(&device, &name, &shape, &data)?, name }))
+            .collect::<Result<Vec<_>>>()?;
         let shapes = spec.shapes()?;
         let mut slot_lens = vec![shapes[0].len()];
         let mut stages = Vec::with_capacity(spec.layers.len());
-        let (mut slot, mut next_param, mut dropouts) = (0usize, 0usize, 0u32);
+        let (mut slot, mut next_param, mut next_state, mut dropouts) = (0usize, 0usize, 0usize, 0u32);
         for (i, layer) in spec.layers.iter().enumerate() {
             let (input, output) = (shapes[i], shapes[i + 1]);
             let (op, in_place) = match layer.kind {
@@ -157,11 +214,23 @@ impl Network {
                 LayerKind::MaxPool { .. } => {
                     (Op::MaxPool { geom: layer.pool_geometry(input).expect("shapes() checked every layer") }, false)
                 }
+                LayerKind::AvgPool { .. } | LayerKind::GlobalAvgPool => {
+                    (Op::AvgPool { geom: layer.pool_geometry(input).expect("shapes() checked every layer") }, false)
+                }
                 LayerKind::Dense { units } => {
                     next_param += 2;
                     (Op::Dense { inputs: input.len(), outputs: units, weight: next_param - 2, bias: next_param - 1 }, false)
                 }
-                LayerKind::Relu => (Op::Relu, true),
+                LayerKind::BatchNorm { .. } => {
+                    next_param += 2;
+                    next_state += 2;
+                    let geom = layer.norm_geometry(input).expect("shapes() checked every layer");
+                    (Op::BatchNorm { geom, gamma: next_param - 2, beta: next_param - 1, mean: next_state - 2, var: next_state - 1 }, false)
+                }
+                LayerKind::Relu | LayerKind::LeakyRelu { .. } | LayerKind::Tanh | LayerKind::Sigmoid | LayerKind::Gelu => {
+                    let f = layer.kind.activation().expect("an activation layer");
+                    (Op::Activation(f), f.slope_from_output())
+                }
                 LayerKind::Dropout { rate } => {
                     dropouts += 1;
                     (Op::Dropout { rate, id: dropouts - 1 }, true)
@@ -184,10 +253,10 @@ impl Network {
                 backward_fused: false,
             });
         }
-        debug_assert_eq!(next_param, params.len());
+        debug_assert_eq!((next_param, next_state), (params.len(), state.len()));
         plan_fusion(&mut stages);
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, param_arena, slot_lens, dropout_seed })
+        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -200,6 +269,11 @@ impl Network {
 
     pub fn params(&self) -> &[Param] {
         &self.params
+    }
+
+    /// Non-trainable tensors (batch normalisations' running averages).
+    pub fn state(&self) -> &[Param] {
+        &self.state
     }
 
     pub fn num_classes(&self) -> usize {
@@ -215,9 +289,10 @@ impl Network {
         self.params.iter().map(|p| p.value.len()).sum()
     }
 
-    /// Reads every parameter back to the host: `(name, shape, values)`.
+    /// Reads every stored tensor back to the host: the parameters, then the state, as
+    /// `(name, shape, values)` ([`Network::from_params`] takes them back).
     pub fn export_params(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        self.params.iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.to_host())).collect()
+        self.params.iter().chain(&self.state).map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.to_host())).collect()
     }
 
     /// Buffers for batches of up to `capacity` examples; `training` adds gradient buffers.
@@ -242,9 +317,18 @@ impl Network {
         let argmax =
             self.stages.iter().map(|s| matches!(s.op, Op::MaxPool { .. }).then(|| Tensor::zeros(d, &[capacity, s.out_len]))).collect();
         let pixels = self.reads_raw_pixels().then(|| Tensor::zeros(d, &[(capacity * self.input_len()).div_ceil(4)]));
+        let norm_saved = self
+            .stages
+            .iter()
+            .map(|s| match s.op {
+                Op::BatchNorm { geom, .. } if training => Some(Tensor::zeros(d, &[2 * geom.channels])),
+                _ => None,
+            })
+            .collect();
         Workspace {
             capacity,
             pixels,
+            norm_saved,
             input_u8: false,
             acts,
             act_grads,
@@ -278,8 +362,27 @@ impl Network {
     }
 
     /// Forward pass over the first `n` examples already in slot 0. `dropout_step` is `Some(step)`
-    /// in training (dropout on, mask keyed by the step) and `None` in inference.
-    pub fn forward(&self, ws: &mut Workspace, n: usize, dropout_step: Option<u32>) {
+    /// in training (dropout on, mask keyed by the step; batch normalisations use and record the
+    /// batch's statistics) and `None` in inference.
+    pub fn forward(&mut self, ws: &mut Workspace, n: usize, dropout_step: Option<u32>) {
+        match dropout_step {
+            Some(_) => {
+                // The running averages move; the rest of the network is only read.
+                let mut state = std::mem::take(&mut self.state);
+                self.run_forward(ws, n, dropout_step, Some(&mut state));
+                self.state = state;
+            }
+            None => self.run_forward(ws, n, None, None),
+        }
+    }
+
+    /// The inference forward pass (no dropout, running averages): [`Network::forward`] with `None`.
+    pub fn forward_inference(&self, ws: &mut Workspace, n: usize) {
+        self.run_forward(ws, n, None, None);
+    }
+
+    /// `training_state`: in training, the state taken out of `self` so it can be updated.
+    fn run_forward(&self, ws: &mut Workspace, n: usize, dropout_step: Option<u32>, mut training_state: Option<&mut Vec<Param>>) {
         assert!(n <= ws.capacity, "batch of {n} exceeds the workspace capacity {}", ws.capacity);
         let d = &self.device;
         let p = &self.params;
@@ -300,13 +403,38 @@ impl Network {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
                     d.max_pool_forward(geom, n, x, y, ws.argmax[li].as_mut().expect("pool argmax buffer"));
                 }
+                Op::AvgPool { geom } => {
+                    let (x, y) = pair(&mut ws.acts, s.input, s.output);
+                    d.avg_pool_forward(geom, n, x, y);
+                }
                 Op::Dense { inputs, outputs, weight, bias } => {
                     let (x, y) = pair(&mut ws.acts, s.input, s.output);
                     let epilogue = self.epilogue(s.epilogue, dropout_step);
                     d.dense_forward(n, *inputs, *outputs, x, &p[*weight].value, &p[*bias].value, epilogue, y);
                 }
+                Op::BatchNorm { geom, gamma, beta, mean, var } => {
+                    let (x, y) = pair(&mut ws.acts, s.input, s.output);
+                    let epilogue = self.epilogue(s.epilogue, dropout_step);
+                    let (gamma, beta) = (&p[*gamma].value, &p[*beta].value);
+                    match training_state.as_deref_mut() {
+                        Some(state) => {
+                            let (m, v) = pair_mut(state, *mean, *var);
+                            let saved = ws.norm_saved[li].as_mut().expect("a training workspace");
+                            d.batchnorm_forward_training(geom, n, x, gamma, beta, (&mut m.value, &mut v.value), saved, epilogue, y);
+                        }
+                        None => {
+                            let np =
+                                NormParams { gamma, beta, running_mean: &self.state[*mean].value, running_var: &self.state[*var].value };
+                            d.batchnorm_forward_inference(geom, n, x, &np, epilogue, y);
+                        }
+                    }
+                }
                 _ if s.forward_fused => {}
-                Op::Relu => d.relu_forward(n * s.out_len, &mut ws.acts[s.output]),
+                Op::Activation(f) if s.input == s.output => d.activation_in_place(*f, n * s.out_len, &mut ws.acts[s.output]),
+                Op::Activation(f) => {
+                    let (x, y) = pair(&mut ws.acts, s.input, s.output);
+                    d.activation(*f, n * s.out_len, x, y);
+                }
                 Op::Dropout { rate, id } => {
                     if let Some(step) = dropout_step {
                         d.dropout(n * s.out_len, self.dropout_key(*id, step), *rate, &mut ws.acts[s.output]);
@@ -327,7 +455,7 @@ impl Network {
             (Some((id, rate)), Some(step)) => Some(Dropout { key: self.dropout_key(id, step), rate }),
             _ => None,
         };
-        Epilogue { relu: fused.relu, dropout }
+        Epilogue { activation: fused.activation, dropout }
     }
 
     /// Backward pass from the logits' gradient (already in place) into `grads`, one per parameter.
@@ -367,16 +495,38 @@ impl Network {
                         d.max_pool_backward(geom, n, dy, argmax, mask, dx);
                     }
                 }
+                Op::AvgPool { geom } => {
+                    if needs_input_grad {
+                        let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
+                        d.avg_pool_backward(geom, n, dy, mask, dx);
+                    }
+                }
+                Op::BatchNorm { geom, gamma, beta, .. } => {
+                    let dparams = pair_mut(grads, *gamma, *beta);
+                    let saved = ws.norm_saved[li].as_ref().expect("a training workspace");
+                    let x = &ws.acts[s.input];
+                    if needs_input_grad {
+                        let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
+                        d.batchnorm_backward(geom, n, x, dy, &p[*gamma].value, saved, dparams, mask, Some(dx));
+                    } else {
+                        let dy = ws.act_grads[s.output].as_ref().expect("training workspace");
+                        d.batchnorm_backward(geom, n, x, dy, &p[*gamma].value, saved, dparams, None, None);
+                    }
+                }
                 _ if s.backward_fused => {}
-                Op::Relu if s.output != 0 => {
+                Op::Activation(f) if s.input == s.output && s.output != 0 => {
                     let dy = ws.act_grads[s.output].as_mut().expect("training workspace");
-                    d.relu_backward(n * s.out_len, &ws.acts[s.output], dy);
+                    d.activation_slope_at_output(*f, n * s.out_len, &ws.acts[s.output], dy);
+                }
+                Op::Activation(f) if s.input != s.output && needs_input_grad => {
+                    let (dy, dx) = grad_pair(&mut ws.act_grads, s.output, s.input);
+                    d.activation_slope_at_input(*f, n * s.out_len, &ws.acts[s.input], dy, dx);
                 }
                 Op::Dropout { rate, id } if s.output != 0 => {
                     let dy = ws.act_grads[s.output].as_mut().expect("training workspace");
                     d.dropout(n * s.out_len, self.dropout_key(*id, dropout_step), *rate, dy);
                 }
-                Op::Relu | Op::Dropout { .. } | Op::Flatten => {}
+                Op::Activation(_) | Op::Dropout { .. } | Op::Flatten => {}
             }
         }
     }
@@ -411,7 +561,7 @@ impl Network {
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class
     /// probabilities and argmax classes into the workspace's outputs.
     pub fn infer_uploaded(&self, ws: &mut Workspace, n: usize) {
-        self.forward(ws, n, None);
+        self.forward_inference(ws, n);
         let logits = &ws.acts[self.logits_slot()];
         self.device.predict(n, self.num_classes(), logits, &mut ws.outputs);
     }
@@ -439,8 +589,10 @@ impl Network {
 }
 
 /// Marks which runs of element-wise layers the neighbouring kernels absorb: a run with at most
-/// one dropout becomes the epilogue of a conv2d or dense before it, and the gradient mask of a
-/// conv2d, dense or max-pool after it. The rest run as their own kernels.
+/// one activation (one whose slope follows from its output) and at most one dropout, where the
+/// two commute if both are there, becomes the epilogue of a conv2d, dense or batchnorm before
+/// it, and the gradient mask of a conv2d, dense, batchnorm or pooling layer after it. The rest
+/// run as their own kernels.
 fn plan_fusion(stages: &mut [Stage]) {
     let mut i = 0;
     while i < stages.len() {
@@ -452,30 +604,41 @@ fn plan_fusion(stages: &mut [Stage]) {
         while i < stages.len() && stages[i].op.is_in_place() {
             i += 1;
         }
-        let mut fused = Fused::default();
-        let mut dropouts = 0;
-        for s in &stages[start..i] {
-            match s.op {
-                Op::Relu => fused.relu = true,
-                Op::Dropout { rate, id } => {
-                    dropouts += 1;
-                    fused.dropout = Some((id, rate));
-                }
-                _ => {}
-            }
-        }
-        if dropouts > 1 || fused == Fused::default() {
-            continue;
-        }
-        if start > 0 && matches!(stages[start - 1].op, Op::Conv2d { .. } | Op::Dense { .. }) {
+        let Some(fused) = fuse(&stages[start..i]) else { continue };
+        if start > 0 && stages[start - 1].op.takes_epilogue() {
             stages[start - 1].epilogue = fused;
             stages[start..i].iter_mut().for_each(|s| s.forward_fused = true);
         }
-        if i < stages.len() && stages[i].input != 0 && matches!(stages[i].op, Op::Conv2d { .. } | Op::Dense { .. } | Op::MaxPool { .. }) {
+        if i < stages.len() && stages[i].input != 0 && stages[i].op.takes_input_mask() {
             stages[i].input_mask = Some(fused);
             stages[start..i].iter_mut().for_each(|s| s.backward_fused = true);
         }
     }
+}
+
+/// A run of in-place layers as one epilogue, if it can be one.
+fn fuse(run: &[Stage]) -> Option<Fused> {
+    let mut fused = Fused::default();
+    let mut dropouts = 0;
+    for s in run {
+        match s.op {
+            Op::Activation(f) => match fused.activation {
+                // Two ReLUs are one.
+                Some(g) if !(f == Activation::Relu && g == Activation::Relu) => return None,
+                _ => fused.activation = Some(f),
+            },
+            Op::Dropout { rate, id } => {
+                dropouts += 1;
+                fused.dropout = Some((id, rate));
+            }
+            _ => {}
+        }
+    }
+    let commutes = match (fused.activation, fused.dropout) {
+        (Some(f), Some(_)) => f.commutes_with_dropout(),
+        _ => true,
+    };
+    (dropouts <= 1 && commutes && fused != Fused::default()).then_some(fused)
 }
 
 fn grad_pair(act_grads: &mut [Option<Tensor>], dy_slot: usize, dx_slot: usize) -> (&Tensor, &mut Tensor) {
@@ -533,7 +696,7 @@ mod tests {
         units = 10
     "#;
 
-    fn loss(net: &Network, ws: &mut Workspace, x: &[f32], n: usize, step: u32) -> f32 {
+    fn loss(net: &mut Network, ws: &mut Workspace, x: &[f32], n: usize, step: u32) -> f32 {
         net.upload_f32(ws, x).unwrap();
         net.forward(ws, n, Some(step));
         let logits = net.logits_slot();
@@ -542,18 +705,67 @@ mod tests {
         ws.stats.to_host()[0] / n as f32
     }
 
+    /// Batch normalisation per channel and per feature, average pooling, a global average pool
+    /// and every activation, fused and not.
+    const RICH: &str = r#"
+        [model]
+        input_shape = [8, 7, 2]
+        num_classes = 10
+        [[model.layers]]
+        type = "conv2d"
+        filters = 3
+        kernel_size = 3
+        padding = "same"
+        [[model.layers]]
+        type = "batchnorm"
+        momentum = 0.5
+        [[model.layers]]
+        type = "leaky_relu"
+        alpha = 0.2
+        [[model.layers]]
+        type = "avgpool"
+        [[model.layers]]
+        type = "conv2d"
+        filters = 4
+        kernel_size = 2
+        activation = "tanh"
+        [[model.layers]]
+        type = "batchnorm"
+        [[model.layers]]
+        type = "gelu"
+        [[model.layers]]
+        type = "global_avgpool"
+        [[model.layers]]
+        type = "dense"
+        units = 6
+        activation = "sigmoid"
+        [[model.layers]]
+        type = "batchnorm"
+        [[model.layers]]
+        type = "dense"
+        units = 10
+    "#;
+
     /// Whole-network finite-difference check: every parameter's gradient through all layers.
     #[test]
     fn network_gradients_match_finite_differences() {
-        let spec = Config::parse(SMALL).unwrap().model_spec().unwrap();
+        check_network_gradients(SMALL, 3);
+    }
+
+    #[test]
+    fn gradients_through_every_layer_kind_match_finite_differences() {
+        check_network_gradients(RICH, 4);
+    }
+
+    fn check_network_gradients(config: &str, n: usize) {
+        let spec = Config::parse(config).unwrap().model_spec().unwrap();
         let mut net = Network::new(spec, Device::cpu(), 5).unwrap();
-        let n = 3;
         let mut rng = SplitMix64::new(9);
         let x: Vec<f32> = (0..n * net.input_len()).map(|_| rng.next_f32()).collect();
         let mut ws = net.workspace(n, true);
-        ws.labels.write_host("labels", &[3, 7, 0]).unwrap();
+        ws.labels.write_host("labels", &[3, 7, 0, 5][..n]).unwrap();
         let step = 11;
-        let base = loss(&net, &mut ws, &x, n, step);
+        let base = loss(&mut net, &mut ws, &x, n, step);
         let logits = net.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().unwrap();
         net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, 0);
@@ -568,10 +780,10 @@ mod tests {
                 let mut probe = values.clone();
                 probe[i] = values[i] + eps;
                 net.params[pi].value = Tensor::from_host(&net.device, "p", &[values.len()], &probe).unwrap();
-                let up = loss(&net, &mut ws, &x, n, step);
+                let up = loss(&mut net, &mut ws, &x, n, step);
                 probe[i] = values[i] - eps;
                 net.params[pi].value = Tensor::from_host(&net.device, "p", &[values.len()], &probe).unwrap();
-                let down = loss(&net, &mut ws, &x, n, step);
+                let down = loss(&mut net, &mut ws, &x, n, step);
                 net.params[pi].value = Tensor::from_host(&net.device, "p", net.params[pi].value.shape(), &values).unwrap();
                 let numeric = (up - down) / (2.0 * eps);
                 let name = &net.params[pi].name;

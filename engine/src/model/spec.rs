@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::validate::{MAX_EXAMPLE_VALUES, bounded_product};
-use crate::backend::{Conv2dGeometry, PoolGeometry};
+use crate::activation::Activation;
+use crate::backend::{Conv2dGeometry, NormGeometry, PoolGeometry};
 use crate::error::{EngineError, Result};
 
 /// Convolution padding: TensorFlow's `same` / `valid`, or explicit zeros on every side.
@@ -61,10 +62,32 @@ pub enum LayerKind {
         size: [usize; 2],
         stride: [usize; 2],
     },
+    #[serde(rename = "avgpool")]
+    AvgPool {
+        size: [usize; 2],
+        stride: [usize; 2],
+    },
+    /// The mean of each channel over the whole image: `[h, w, c]` -> `[c]`.
+    #[serde(rename = "global_avgpool")]
+    GlobalAvgPool,
     Dense {
         units: usize,
     },
+    /// Per channel (an image's) or per feature (a flat input): batch statistics in training,
+    /// running averages (`running = momentum * running + (1 - momentum) * batch`) in inference.
+    #[serde(rename = "batchnorm")]
+    BatchNorm {
+        momentum: f32,
+        epsilon: f32,
+    },
     Relu,
+    #[serde(rename = "leaky_relu")]
+    LeakyRelu {
+        alpha: f32,
+    },
+    Tanh,
+    Sigmoid,
+    Gelu,
     Dropout {
         rate: f32,
     },
@@ -76,10 +99,38 @@ impl LayerKind {
         match self {
             LayerKind::Conv2d { .. } => "conv2d",
             LayerKind::MaxPool { .. } => "maxpool",
+            LayerKind::AvgPool { .. } => "avgpool",
+            LayerKind::GlobalAvgPool => "global_avgpool",
             LayerKind::Dense { .. } => "dense",
-            LayerKind::Relu => "relu",
+            LayerKind::BatchNorm { .. } => "batchnorm",
             LayerKind::Dropout { .. } => "dropout",
             LayerKind::Flatten => "flatten",
+            LayerKind::Relu | LayerKind::LeakyRelu { .. } | LayerKind::Tanh | LayerKind::Sigmoid | LayerKind::Gelu => {
+                self.activation().expect("an activation layer").name()
+            }
+        }
+    }
+
+    /// The function of an activation layer.
+    pub fn activation(&self) -> Option<Activation> {
+        match *self {
+            LayerKind::Relu => Some(Activation::Relu),
+            LayerKind::LeakyRelu { alpha } => Some(Activation::LeakyRelu { alpha }),
+            LayerKind::Tanh => Some(Activation::Tanh),
+            LayerKind::Sigmoid => Some(Activation::Sigmoid),
+            LayerKind::Gelu => Some(Activation::Gelu),
+            _ => None,
+        }
+    }
+
+    /// The layer for an activation function.
+    pub fn for_activation(f: Activation) -> Self {
+        match f {
+            Activation::Relu => LayerKind::Relu,
+            Activation::LeakyRelu { alpha } => LayerKind::LeakyRelu { alpha },
+            Activation::Tanh => LayerKind::Tanh,
+            Activation::Sigmoid => LayerKind::Sigmoid,
+            Activation::Gelu => LayerKind::Gelu,
         }
     }
 }
@@ -114,6 +165,22 @@ impl Shape {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// What a batch normalisation normalises over: an image's channels, a flat input's features.
+    pub fn channels(&self) -> usize {
+        match *self {
+            Shape::Image { c, .. } => c,
+            Shape::Flat(n) => n,
+        }
+    }
+
+    /// Rows per example for a per-channel operation (an image's pixels; one for a flat input).
+    pub fn rows(&self) -> usize {
+        match *self {
+            Shape::Image { h, w, .. } => h * w,
+            Shape::Flat(_) => 1,
+        }
     }
 }
 
@@ -162,7 +229,8 @@ impl ModelSpec {
         Ok(shapes)
     }
 
-    /// Parameter names and shapes, in layer order: `<layer>.weight`, `<layer>.bias`.
+    /// Trainable parameter names and shapes, in layer order: `<layer>.weight` and
+    /// `<layer>.bias` (conv2d, dense), `<layer>.gamma` and `<layer>.beta` (batchnorm).
     pub fn parameters(&self) -> Result<Vec<(String, Vec<usize>)>> {
         let shapes = self.shapes()?;
         let mut params = Vec::new();
@@ -173,6 +241,12 @@ impl ModelSpec {
                     vec![kernel[0], kernel[1], c, filters]
                 }
                 LayerKind::Dense { units } => vec![input.len(), units],
+                LayerKind::BatchNorm { .. } => {
+                    let channels = input.channels();
+                    params.push((format!("{}.gamma", layer.name), vec![channels]));
+                    params.push((format!("{}.beta", layer.name), vec![channels]));
+                    continue;
+                }
                 _ => continue,
             };
             bounded_product("the weight tensor", &weight).map_err(|message| layer.error(i, message))?;
@@ -181,6 +255,25 @@ impl ModelSpec {
             params.push((format!("{}.bias", layer.name), vec![units]));
         }
         Ok(params)
+    }
+
+    /// Non-trainable state names and shapes, in layer order: `<layer>.moving_mean` and
+    /// `<layer>.moving_variance` (batchnorm).
+    pub fn state(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let shapes = self.shapes()?;
+        let mut state = Vec::new();
+        for (layer, input) in self.layers.iter().zip(&shapes) {
+            if let LayerKind::BatchNorm { .. } = layer.kind {
+                state.push((format!("{}.moving_mean", layer.name), vec![input.channels()]));
+                state.push((format!("{}.moving_variance", layer.name), vec![input.channels()]));
+            }
+        }
+        Ok(state)
+    }
+
+    /// Every tensor a model file stores: the parameters, then the state.
+    pub fn stored_tensors(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        Ok([self.parameters()?, self.state()?].concat())
     }
 }
 
@@ -206,17 +299,35 @@ impl LayerSpec {
                 debug_assert_eq!(g.out_c, filters);
                 Ok(Shape::Image { h: g.out_h, w: g.out_w, c: g.out_c })
             }
-            LayerKind::MaxPool { .. } => {
+            LayerKind::MaxPool { .. } | LayerKind::AvgPool { .. } => {
                 let g = self.pool_geometry(input)?;
                 Ok(Shape::Image { h: g.out_h, w: g.out_w, c: g.channels })
+            }
+            LayerKind::GlobalAvgPool => {
+                let g = self.pool_geometry(input)?;
+                Ok(Shape::Flat(g.channels))
             }
             LayerKind::Dense { units } => match input {
                 Shape::Flat(_) => Ok(Shape::Flat(units)),
                 Shape::Image { .. } => Err(format!("needs a flat input but gets {}; add a flatten layer before it", input.describe())),
             },
             LayerKind::Flatten => Ok(Shape::Flat(input.len())),
-            LayerKind::Relu | LayerKind::Dropout { .. } => Ok(input),
+            LayerKind::BatchNorm { .. }
+            | LayerKind::Relu
+            | LayerKind::LeakyRelu { .. }
+            | LayerKind::Tanh
+            | LayerKind::Sigmoid
+            | LayerKind::Gelu
+            | LayerKind::Dropout { .. } => Ok(input),
         }
+    }
+
+    /// The batch normalisation's geometry for `input`.
+    pub fn norm_geometry(&self, input: Shape) -> Result<NormGeometry, String> {
+        let LayerKind::BatchNorm { momentum, epsilon } = self.kind else {
+            return Err("not a batchnorm layer".into());
+        };
+        Ok(NormGeometry { rows: input.rows(), channels: input.channels(), momentum, epsilon })
     }
 
     /// The convolution's geometry for `input`, or why it does not fit.
@@ -265,13 +376,16 @@ impl LayerSpec {
         })
     }
 
-    /// The pooling geometry for `input`, or why it does not fit.
+    /// The pooling geometry for `input`, or why it does not fit (a global average pool's window
+    /// is the whole image).
     pub fn pool_geometry(&self, input: Shape) -> Result<PoolGeometry, String> {
-        let LayerKind::MaxPool { size, stride } = self.kind else {
-            return Err("not a maxpool layer".into());
-        };
         let Shape::Image { h, w, c } = input else {
             return Err(format!("needs an image input [height, width, channels] but gets {}", input.describe()));
+        };
+        let (size, stride) = match self.kind {
+            LayerKind::MaxPool { size, stride } | LayerKind::AvgPool { size, stride } => (size, stride),
+            LayerKind::GlobalAvgPool => ([h, w], [h, w]),
+            _ => return Err("not a pooling layer".into()),
         };
         if stride.contains(&0) {
             return Err(format!("strides must be at least 1, got {stride:?}"));

@@ -75,15 +75,32 @@ impl LayerSpec {
                 }
                 Ok(())
             }
-            LayerKind::MaxPool { size, stride } => {
+            LayerKind::MaxPool { size, stride } | LayerKind::AvgPool { size, stride } => {
                 in_range("pool_size", &size, MAX_SPATIAL)?;
                 in_range("strides", &stride, MAX_SPATIAL)
+            }
+            LayerKind::BatchNorm { momentum, .. } if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) => {
+                Err(format!("momentum must be in [0, 1), got {momentum}"))
+            }
+            LayerKind::BatchNorm { epsilon, .. } if !(epsilon.is_finite() && epsilon > 0.0 && epsilon <= 1.0) => {
+                Err(format!("epsilon must be in (0, 1], got {epsilon}"))
+            }
+            LayerKind::LeakyRelu { alpha } if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) => {
+                Err(format!("alpha must be in [0, 1], got {alpha}"))
             }
             LayerKind::Dense { units } => in_range("units", &[units], MAX_WIDTH),
             LayerKind::Dropout { rate } if !(rate.is_finite() && (0.0..1.0).contains(&rate)) => {
                 Err(format!("rate must be in [0, 1), got {rate}"))
             }
-            LayerKind::Dropout { .. } | LayerKind::Relu | LayerKind::Flatten => Ok(()),
+            LayerKind::Dropout { .. }
+            | LayerKind::BatchNorm { .. }
+            | LayerKind::GlobalAvgPool
+            | LayerKind::Relu
+            | LayerKind::LeakyRelu { .. }
+            | LayerKind::Tanh
+            | LayerKind::Sigmoid
+            | LayerKind::Gelu
+            | LayerKind::Flatten => Ok(()),
         }
     }
 }

@@ -17,6 +17,9 @@ pub struct Workspace {
     pub(crate) acts: Vec<Tensor>,
     /// Gradient per activation slot (training only; none for the input).
     pub(crate) act_grads: Vec<Option<Tensor>>,
+    /// Per layer, a training batch normalisation's batch statistics (`[mean; 1 / sqrt(var +
+    /// eps)]` per channel), for its backward.
+    pub(crate) norm_saved: Vec<Option<Tensor>>,
     /// Per layer, the max-pool argmax (pooling layers only).
     pub(crate) argmax: Vec<Option<Tensor<u32>>>,
     pub(crate) labels: Tensor<u32>,

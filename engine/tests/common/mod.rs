@@ -91,3 +91,56 @@ pub fn same_on_both(name: &str, atol: f32, rtol: f32, body: impl Fn(&engine::Dev
         assert_close(&format!("{name}: {what}"), g, w, atol, rtol);
     }
 }
+
+/// A small CNN (28x28x1 input) with every layer kind and activation: batch normalisation per
+/// channel (foldable into the conv before it, and after an activation, where it is not) and per
+/// feature, average and global average pooling, each activation as a layer and as a key, and a
+/// sigmoid before a dropout (they do not commute, so neither fuses).
+pub const EVERY_LAYER_CNN: &str = r#"
+[model]
+[[model.layers]]
+type = "conv2d"
+filters = 4
+kernel_size = 3
+strides = 2
+[[model.layers]]
+type = "batchnorm"
+[[model.layers]]
+type = "leaky_relu"
+alpha = 0.1
+[[model.layers]]
+type = "avgpool"
+[[model.layers]]
+type = "conv2d"
+filters = 8
+kernel_size = 3
+padding = "same"
+activation = "tanh"
+[[model.layers]]
+type = "batchnorm"
+momentum = 0.9
+[[model.layers]]
+type = "gelu"
+[[model.layers]]
+type = "maxpool"
+[[model.layers]]
+type = "conv2d"
+filters = 8
+kernel_size = 1
+activation = { type = "leaky_relu", alpha = 0.2 }
+[[model.layers]]
+type = "global_avgpool"
+[[model.layers]]
+type = "dense"
+units = 16
+[[model.layers]]
+type = "batchnorm"
+[[model.layers]]
+type = "sigmoid"
+[[model.layers]]
+type = "dropout"
+rate = 0.2
+[[model.layers]]
+type = "dense"
+units = 10
+"#;

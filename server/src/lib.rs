@@ -1,6 +1,7 @@
 //! A TensorFlow-Serving-compatible model server for the engine's exports.
 //!
 //! - [`cli`]: flags named as TensorFlow Serving's.
+//! - [`text_proto`]: the text-format config files, parsed over `proto/`'s descriptors.
 //! - [`model_config`]: `--model_config_file` (text `ModelServerConfig`).
 //! - [`manager`]: version discovery, loading, hot swap, unloading, config reload.
 //! - [`versions`]: each version's state as GetModelStatus reports it.
@@ -26,6 +27,7 @@ pub mod model_config;
 pub mod rest;
 pub mod servable;
 pub mod tensors;
+pub mod text_proto;
 pub mod versions;
 
 use std::future::{Future, IntoFuture};
@@ -54,7 +56,12 @@ pub fn model_sources(options: &Options) -> anyhow::Result<Vec<ModelSource>> {
         .model_base_path
         .clone()
         .context("no model to serve: pass --model_base_path (or set MODEL_PATH) with --model_name, or --model_config_file")?;
-    Ok(vec![ModelSource { name: options.model_name.clone(), base_path: base, policy: VersionPolicy::Latest(1) }])
+    Ok(vec![ModelSource {
+        name: options.model_name.clone(),
+        base_path: base,
+        policy: VersionPolicy::Latest(1),
+        version_labels: Default::default(),
+    }])
 }
 
 /// Loads the models, then serves gRPC on `listener` (and REST on `rest`) until `shutdown`

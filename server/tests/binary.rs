@@ -59,7 +59,7 @@ fn start_up_errors_are_one_clear_line() {
     let out = server().args(["--port", "0", "--model_config_file", config.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.config") && err.contains("no base_path"), "{err}");
+    assert!(err.contains("bad.config") && err.contains("base_path is empty"), "{err}");
 
     let out = server().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);

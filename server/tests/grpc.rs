@@ -150,9 +150,19 @@ async fn errors_carry_tensorflow_serving_codes() {
         (
             with(&|r| r.inputs.insert("images".into(), float_tensor(&[1 << 40, 784], &[0.0; 784])).map(|_| ()).unwrap()),
             Code::InvalidArgument,
-            "needs",
+            "too large",
         ),
         (with(&|r| r.output_filter = vec!["logits".into()]), Code::InvalidArgument, "output tensor alias not found in signature: logits"),
+        (
+            with(&|r| r.output_filter = vec!["classes".into(), "probabilities".into(), "classes".into()]),
+            Code::InvalidArgument,
+            "duplicate output tensor alias: classes",
+        ),
+        (
+            with(&|r| r.model_spec.as_mut().unwrap().version_choice = Some(VersionChoice::VersionLabel("stable".into()))),
+            Code::InvalidArgument,
+            "Unrecognized servable version label: stable",
+        ),
     ];
     for (request, code, text) in cases {
         let status = client.predict(request).await.unwrap_err();

@@ -94,5 +94,11 @@ mod tests {
         assert_eq!((e.line, e.column), (1, 16), "{e:?}");
         let e = parse::<SslConfig>("server_key: 'k", "tensorflow.serving.SSLConfig").unwrap_err();
         assert_eq!(e.line, 1, "{e:?}");
+        // PEM in an SSLConfig: `\n` escapes, one string per line (adjacent strings join), but
+        // no raw line breaks inside a string, as in protobuf's own parser.
+        let pem = parse::<SslConfig>("server_key: 'a\\n'\n  \"b\\n\"", "tensorflow.serving.SSLConfig").unwrap();
+        assert_eq!(pem.server_key, "a\nb\n");
+        let e = parse::<SslConfig>("server_key: 'a\nb'", "tensorflow.serving.SSLConfig").unwrap_err();
+        assert_eq!((e.line, e.column, e.message.as_str()), (1, 15, "invalid string character"));
     }
 }

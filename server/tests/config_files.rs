@@ -94,7 +94,9 @@ async fn version_labels_resolve_on_grpc_and_rest_and_follow_the_config_file() {
     let config = dir.path().join("models.config");
     let write = |labels: &[(&str, i64)]| {
         let labels: String = labels.iter().map(|(l, v)| format!("    version_labels {{ key: '{l}' value: {v} }}\n")).collect();
-        let text = format!("model_config_list {{\n  config {{\n    name: 'mnist' base_path: 'mnist'\n    model_version_policy {{ all {{}} }}\n{labels}  }}\n}}\n");
+        let text = format!(
+            "model_config_list {{\n  config {{\n    name: 'mnist' base_path: 'mnist'\n    model_version_policy {{ all {{}} }}\n{labels}  }}\n}}\n"
+        );
         std::fs::write(&config, text).unwrap();
     };
     write(&[("stable", 1), ("canary", 2)]);

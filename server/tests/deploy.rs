@@ -88,7 +88,7 @@ fn the_config_map_holds_files_the_server_parses_and_the_deployment_uses() {
 #[test]
 fn the_container_runs_as_a_non_root_user_with_a_health_check() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    let user = dockerfile.lines().filter(|l| l.starts_with("USER ")).next_back().expect("a USER line");
+    let user = dockerfile.lines().rfind(|l| l.starts_with("USER ")).expect("a USER line");
     assert!(!user.contains("root") && user.trim() != "USER 0", "{user}");
     assert!(dockerfile.contains("USER 10001"), "the uid the Deployment's runAsUser names");
     let health = dockerfile.lines().skip_while(|l| !l.starts_with("HEALTHCHECK")).take(2).collect::<String>();

@@ -1,13 +1,17 @@
 //! Compiles the .proto files with protox (no system protoc), generates the prost messages and
-//! tonic services, and writes the descriptor set that gRPC reflection serves.
+//! tonic services, and writes the descriptor set that gRPC reflection serves and the text-format config files are parsed with.
 
 use prost::Message;
 
-const PROTOS: [&str; 4] = [
+const PROTOS: [&str; 8] = [
     "tensorflow_serving/apis/prediction_service.proto",
     "tensorflow_serving/apis/model_service.proto",
     "tensorflow_serving/apis/get_model_status.proto",
     "tensorflow/core/protobuf/meta_graph.proto",
+    "tensorflow_serving/config/model_server_config.proto",
+    "tensorflow_serving/config/monitoring_config.proto",
+    "tensorflow_serving/config/ssl_config.proto",
+    "tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

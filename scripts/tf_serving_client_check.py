@@ -2,8 +2,12 @@
 
 Uses only PyPI's tensorflow-serving-api stubs and tf.make_tensor_proto, exactly as a
 TensorFlow Serving user does, and checks predictions, metadata, status and error codes.
-Usage: python tf_serving_client_check.py HOST:PORT MODEL DIGITS_DIR
+With --ca (and --cert / --key for mutual TLS) it connects as a TensorFlow Serving user
+connects to a server started with --ssl_config_file: grpc.secure_channel with
+grpc.ssl_channel_credentials, and checks that a channel without a client certificate is refused.
+Usage: python tf_serving_client_check.py HOST:PORT MODEL DIGITS_DIR [--ca CA [--cert CERT --key KEY]]
 """
+import argparse
 import sys
 
 import grpc
@@ -12,9 +16,31 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-address, model, digits = sys.argv[1], sys.argv[2], sys.argv[3]
-channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 1 << 30),
-                                                  ("grpc.max_receive_message_length", 1 << 30)])
+parser = argparse.ArgumentParser()
+parser.add_argument("address")
+parser.add_argument("model")
+parser.add_argument("digits")
+parser.add_argument("--ca")
+parser.add_argument("--cert")
+parser.add_argument("--key")
+args = parser.parse_args()
+address, model, digits = args.address, args.model, args.digits
+options = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+if args.ca:
+    credentials = grpc.ssl_channel_credentials(root_certificates=read(args.ca),
+                                               private_key=read(args.key) if args.key else None,
+                                               certificate_chain=read(args.cert) if args.cert else None)
+    channel = grpc.secure_channel(address, credentials, options=options)
+    print(f"grpc.secure_channel to {address} (CA {args.ca}, client certificate {args.cert})")
+else:
+    channel = grpc.insecure_channel(address, options=options)
 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 failures = []
 
@@ -89,6 +115,22 @@ bad = request(image(0)[None])
 bad.inputs["images"].CopyFrom(tf.make_tensor_proto(image(0)[None].astype(np.float64)))
 check("float64 input -> INVALID_ARGUMENT", code_of(bad) == grpc.StatusCode.INVALID_ARGUMENT)
 check("wrong shape -> INVALID_ARGUMENT", code_of(request(np.zeros((1, 27, 28), np.float32))) == grpc.StatusCode.INVALID_ARGUMENT)
+
+if args.ca and args.cert:
+    anonymous = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=read(args.ca)), options=options)
+    try:
+        prediction_service_pb2_grpc.PredictionServiceStub(anonymous).Predict(request(image(0)[None]), 10.0)
+        refused = None
+    except grpc.RpcError as e:
+        refused = e.code()
+    check("no client certificate -> refused (mutual TLS)", refused is not None, str(refused))
+    plain = grpc.insecure_channel(address)
+    try:
+        prediction_service_pb2_grpc.PredictionServiceStub(plain).Predict(request(image(0)[None]), 10.0)
+        refused = None
+    except grpc.RpcError as e:
+        refused = e.code()
+    check("plain text to the TLS port -> refused", refused is not None, str(refused))
 
 print(f"{len(failures)} failed" if failures else "all checks passed")
 sys.exit(1 if failures else 0)

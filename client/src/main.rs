@@ -3,6 +3,7 @@
 mod bench;
 mod images;
 mod text_format;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,9 @@ use proto::tensorflow::serving::prediction_service_client::PredictionServiceClie
 use proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
 use proto::tensorflow::{DataType, TensorProto, TensorShapeProto, tensor_shape_proto::Dim};
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +41,24 @@ struct Cli {
 enum Command {
     /// Load-test the server: requests/s, latency percentiles, errors.
     Bench(BenchArgs),
+    /// Ask grpc.health.v1 whether the server serves: prints the status, exits 0 only for SERVING
+    /// (a container health check).
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// Server address (host:port).
+    #[arg(long, default_value = "127.0.0.1:8500")]
+    server: String,
+    /// The service to ask about (empty: the server as a whole).
+    #[arg(long, default_value = "")]
+    service: String,
+    /// Seconds to wait for the connection.
+    #[arg(long = "connect_timeout", default_value_t = 5.0)]
+    connect_timeout: f64,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -56,6 +78,8 @@ struct Target {
     /// Seconds to wait for the connection.
     #[arg(long = "connect_timeout", default_value_t = 5.0)]
     connect_timeout: f64,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -92,14 +116,36 @@ struct BenchArgs {
 }
 
 async fn connect(target: &Target) -> anyhow::Result<Channel> {
-    let uri = if target.server.contains("://") { target.server.clone() } else { format!("http://{}", target.server) };
-    let endpoint = Endpoint::from_shared(uri).with_context(|| format!("invalid server address '{}'", target.server))?;
+    open_channel(&target.server, target.connect_timeout, &target.tls).await
+}
+
+/// A channel to `server` (host:port or a URI), over TLS when `tls` names certificates.
+async fn open_channel(server: &str, connect_timeout: f64, tls: &tls::TlsArgs) -> anyhow::Result<Channel> {
+    let tls = tls.config()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = if server.contains("://") { server.to_string() } else { format!("{scheme}://{server}") };
+    let mut endpoint = Endpoint::from_shared(uri).with_context(|| format!("invalid server address '{server}'"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS to {server}"))?;
+    }
     endpoint
-        .connect_timeout(Duration::from_secs_f64(target.connect_timeout))
+        .connect_timeout(Duration::from_secs_f64(connect_timeout))
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("cannot reach the server at {}", target.server))
+        .with_context(|| format!("cannot reach the server at {server}"))
+}
+
+async fn health(args: HealthArgs) -> anyhow::Result<()> {
+    let channel = open_channel(&args.server, args.connect_timeout, &args.tls).await?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: args.service.clone() })
+        .await
+        .map_err(|s| status_error(&args.server, &s))?;
+    let status = ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown);
+    println!("{}", status.as_str_name());
+    anyhow::ensure!(status == ServingStatus::Serving, "server {} is not serving: {}", args.server, status.as_str_name());
+    Ok(())
 }
 
 fn request(target: &Target, pixels: Vec<f32>, n: usize) -> PredictRequest {
@@ -199,6 +245,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Bench(args)) => run_bench(args).await,
+            Some(Command::Health(args)) => health(args).await,
             None => predict(cli.predict).await,
         }
     });

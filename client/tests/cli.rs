@@ -105,3 +105,59 @@ fn other_image_formats_sizes_and_colours_are_read() {
         assert!(text(&out).contains("cannot reach the server"), "{name}: {}", text(&out));
     }
 }
+
+#[path = "../../server/tests/common/certs.rs"]
+mod certs;
+
+/// `--tls-ca`, `--tls-cert`, `--tls-key` against a server with TensorFlow Serving's
+/// `client_verify: true`, and `client health` (the container's health check).
+#[test]
+fn mutual_tls_and_the_health_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    let net = Network::new(Config::parse(SMALL_CNN).unwrap().model_spec().unwrap(), engine::Device::cpu(), 3).unwrap();
+    engine::export::write(&base, "1", &net, serde_json::json!({}), 0).unwrap();
+    let pki = certs::TestPki::new("test CA");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let ssl = file("ssl.config", &pki.ssl_config(true));
+    let (ca, cert, key) = (file("ca.pem", &pki.ca), file("client.pem", &pki.client.cert), file("client.key", &pki.client.key));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let flags = ["server", "--model_name", "mnist", "--model_base_path", base.to_str().unwrap(), "--ssl_config_file", &ssl];
+    let options = server::cli::Options::try_parse_from(flags).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = runtime.spawn(server::serve(options, listener, None, async {
+        let _ = stopped.await;
+    }));
+
+    let tls = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+    let out = client(&[&["--image", &data("7.png"), "--server", &addr, "--json"][..], &tls].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["version"], 1);
+    let out = client(&[&["health", "--server", &addr][..], &tls].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SERVING");
+
+    // Without a client certificate the server refuses; without TLS the client cannot talk to it.
+    let out = client(&["--image", &data("7.png"), "--server", &addr, "--tls-ca", &ca]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = client(&["health", "--server", &addr, "--connect_timeout", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A certificate needs its key; a file that is missing is named.
+    let out = client(&["health", "--server", &addr, "--tls-ca", &ca, "--tls-cert", &cert]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--tls-key"), "{}", text(&out));
+    let out = client(&["health", "--server", &addr, "--tls-ca", "/nonexistent/ca.pem"]);
+    assert!(out.status.code() == Some(1) && text(&out).contains("/nonexistent/ca.pem"), "{}", text(&out));
+    runtime.block_on(async {
+        let _ = stop.send(());
+        serving.await.unwrap().unwrap();
+    });
+}

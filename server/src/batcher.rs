@@ -4,7 +4,9 @@
 //! takes the next ready queue (round robin), runs its requests as one engine call of at most
 //! `max_batch_size` images and splits the outputs back. A request that would overfill its
 //! queue's `max_enqueued_batches` batches is refused at once; one whose caller has gone (a
-//! deadline passed, the client hung up) is dropped unrun.
+//! deadline passed, the client hung up) is dropped unrun. With `allowed_batch_sizes` a merged
+//! batch is padded up to the next allowed size (with copies of its first image), as TensorFlow
+//! Serving pads, and the padding's outputs are dropped.
 //!
 //! Batch threads are supervised: a panic in a batch answers that batch's requests with an error,
 //! and a thread whose loop fails is restarted; neither stops the scheduler.
@@ -18,8 +20,9 @@ use std::time::{Duration, Instant};
 use engine::predictor::Prediction;
 use tokio::sync::oneshot;
 
-use crate::cli::BatchingOptions;
+use crate::batching_config::BatchingConfig;
 use crate::fault;
+use crate::metrics::Metrics;
 
 /// Runs one merged batch: `n` examples in, their prediction out.
 pub type Runner = Arc<dyn Fn(&[f32]) -> Result<Prediction, String> + Send + Sync>;
@@ -58,6 +61,8 @@ struct Shared {
     max_batch: usize,
     max_queued_images: usize,
     timeout: Duration,
+    config: BatchingConfig,
+    metrics: Arc<Metrics>,
     restarts: AtomicU64,
     dropped: AtomicU64,
 }
@@ -87,21 +92,20 @@ pub struct BatchQueue {
 }
 
 impl BatchScheduler {
-    pub fn new(options: &BatchingOptions) -> Self {
-        let max_batch = options.max_batch_size.max(1);
+    pub fn new(config: &BatchingConfig, metrics: Arc<Metrics>) -> Self {
+        let max_batch = config.max_batch_size.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
             max_batch,
-            max_queued_images: max_batch.saturating_mul(options.max_enqueued_batches.max(1)),
-            timeout: Duration::from_micros(options.batch_timeout_micros),
+            max_queued_images: max_batch.saturating_mul(config.max_enqueued_batches.max(1)),
+            timeout: config.batch_timeout,
+            config: config.clone(),
+            metrics,
             restarts: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
-        let count = match options.num_batch_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let count = config.num_batch_threads.max(1);
         let threads = (0..count)
             .map(|i| {
                 let shared = shared.clone();
@@ -167,6 +171,13 @@ impl BatchQueue {
         drop(state);
         self.shared.ready.notify_one();
         Ok(receiver)
+    }
+}
+
+impl BatchQueue {
+    /// Images waiting in this queue (not yet taken by a batch thread).
+    pub fn queued_images(&self) -> usize {
+        self.shared.lock().queues.iter().find(|q| q.id == self.id).map_or(0, |q| q.images)
     }
 }
 
@@ -270,27 +281,37 @@ fn batch_loop(shared: &Shared) {
         if more {
             shared.ready.notify_one();
         }
-        run(batch, &mut images);
+        run(shared, batch, &mut images);
     }
 }
 
-/// Runs one batch and answers each of its requests with its slice of the outputs.
-fn run(batch: Batch, images: &mut Vec<f32>) {
+/// Runs one batch (padded to an allowed size) and answers each of its requests with its slice
+/// of the outputs.
+fn run(shared: &Shared, batch: Batch, images: &mut Vec<f32>) {
     images.clear();
     for task in &batch.tasks {
         images.extend_from_slice(&task.images);
     }
     let total: usize = batch.tasks.iter().map(|t| t.n).sum();
+    let padded = shared.config.padded_size(total);
+    if padded > total && total > 0 {
+        let example = images.len() / total;
+        for _ in total..padded {
+            images.extend_from_within(..example);
+        }
+    }
+    let now = Instant::now();
+    shared.metrics.batch(&shared.config.thread_pool_name, batch.tasks.iter().map(|t| now - t.arrived), total, padded);
     let k = batch.classes;
     let result = fault::contain(|| (batch.runner)(images)).unwrap_or_else(|cause| {
         tracing::error!("a batch of {total} images failed: {cause}");
         Err(format!("the batch failed: {cause}"))
     });
     let result = result.and_then(|p| {
-        if p.classes.len() == total && p.probabilities.len() == total * k {
+        if p.classes.len() == padded && p.probabilities.len() == padded * k {
             Ok(p)
         } else {
-            Err(format!("the engine returned {} classes and {} probabilities for {total} images", p.classes.len(), p.probabilities.len()))
+            Err(format!("the engine returned {} classes and {} probabilities for {padded} images", p.classes.len(), p.probabilities.len()))
         }
     });
     let mut first = 0;
@@ -308,14 +329,19 @@ fn run(batch: Batch, images: &mut Vec<f32>) {
 mod tests {
     use super::*;
 
-    fn options(max_batch_size: usize, timeout_micros: u64, max_enqueued_batches: usize, threads: usize) -> BatchingOptions {
-        BatchingOptions {
-            enable_batching: true,
+    fn options(max_batch_size: usize, timeout_micros: u64, max_enqueued_batches: usize, threads: usize) -> BatchingConfig {
+        BatchingConfig {
             max_batch_size,
-            batch_timeout_micros: timeout_micros,
+            batch_timeout: Duration::from_micros(timeout_micros),
             num_batch_threads: threads,
             max_enqueued_batches,
+            allowed_batch_sizes: Vec::new(),
+            thread_pool_name: "batch_threads".into(),
         }
+    }
+
+    fn scheduler(config: &BatchingConfig) -> BatchScheduler {
+        BatchScheduler::new(config, Arc::new(Metrics::new()))
     }
 
     type Gate = Arc<(Mutex<bool>, Condvar)>;
@@ -348,7 +374,7 @@ mod tests {
     #[test]
     fn merges_concurrent_requests_and_splits_the_outputs_back() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let scheduler = BatchScheduler::new(&options(8, 200_000, 4, 1));
+        let scheduler = scheduler(&options(8, 200_000, 4, 1));
         let queue = scheduler.queue(echo_runner(calls.clone(), gate(true), 0), 1);
         let replies: Vec<Reply> = (0..5).map(|i| queue.submit(vec![i as f32], 1).unwrap()).collect();
         for (i, r) in replies.into_iter().enumerate() {
@@ -363,7 +389,7 @@ mod tests {
     #[test]
     fn a_full_batch_runs_without_waiting_for_the_timeout() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let scheduler = BatchScheduler::new(&options(4, 60_000_000, 4, 1));
+        let scheduler = scheduler(&options(4, 60_000_000, 4, 1));
         let queue = scheduler.queue(echo_runner(calls.clone(), gate(true), 0), 1);
         let start = Instant::now();
         let replies: Vec<Reply> = (0..4).map(|i| queue.submit(vec![i as f32], 1).unwrap()).collect();
@@ -378,7 +404,7 @@ mod tests {
     fn a_full_queue_refuses_at_once() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let closed = gate(false);
-        let scheduler = BatchScheduler::new(&options(2, 0, 2, 1));
+        let scheduler = scheduler(&options(2, 0, 2, 1));
         let queue = scheduler.queue(echo_runner(calls.clone(), closed.clone(), 0), 1);
         // The thread takes the first batch and blocks in the runner; 2 batches of 2 may wait.
         let mut replies = vec![queue.submit(vec![0.0; 2], 2).unwrap()];
@@ -400,7 +426,7 @@ mod tests {
     #[test]
     fn one_scheduler_serves_every_queue_without_mixing_them() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let scheduler = BatchScheduler::new(&options(4, 1_000, 8, 2));
+        let scheduler = scheduler(&options(4, 1_000, 8, 2));
         let queues: Vec<BatchQueue> = (0..3).map(|q| scheduler.queue(echo_runner(calls.clone(), gate(true), 100 * q as i64), 1)).collect();
         let replies: Vec<(i64, Reply)> =
             (0..30).map(|i| (100 * (i % 3) + i, queues[(i % 3) as usize].submit(vec![i as f32], 1).unwrap())).collect();
@@ -415,7 +441,7 @@ mod tests {
     #[test]
     fn a_panicking_batch_answers_an_error_and_the_threads_carry_on() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let scheduler = BatchScheduler::new(&options(1, 0, 8, 1));
+        let scheduler = scheduler(&options(1, 0, 8, 1));
         let queue = scheduler.queue(echo_runner(calls.clone(), gate(true), 0), 1);
         let err = queue.submit(vec![-1.0], 1).unwrap().blocking_recv().unwrap().unwrap_err();
         assert!(err.contains("panic") && err.contains("a poisoned image"), "{err}");
@@ -428,7 +454,7 @@ mod tests {
     fn requests_whose_caller_has_gone_are_not_run() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let closed = gate(false);
-        let scheduler = BatchScheduler::new(&options(1, 0, 8, 1));
+        let scheduler = scheduler(&options(1, 0, 8, 1));
         let queue = scheduler.queue(echo_runner(calls.clone(), closed.clone(), 0), 1);
         let first = queue.submit(vec![1.0], 1).unwrap();
         while scheduler.shared.lock().queues[0].images > 0 {
@@ -444,9 +470,30 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_padded_to_the_next_allowed_size_with_the_first_image() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let metrics = Arc::new(Metrics::new());
+        let config = BatchingConfig { allowed_batch_sizes: vec![2, 4, 8], ..options(8, 0, 8, 1) };
+        let scheduler = BatchScheduler::new(&config, metrics.clone());
+        let record = seen.clone();
+        let runner: Runner = Arc::new(move |images: &[f32]| {
+            record.lock().unwrap().push(images.to_vec());
+            Ok(Prediction { classes: images.iter().map(|&v| v as i64).collect(), probabilities: images.to_vec() })
+        });
+        let queue = scheduler.queue(runner, 1);
+        let p = queue.submit(vec![5.0, 6.0, 7.0], 3).unwrap().blocking_recv().unwrap().unwrap();
+        assert_eq!(p.classes, vec![5, 6, 7]);
+        assert_eq!(*seen.lock().unwrap(), vec![vec![5.0, 6.0, 7.0, 5.0]]);
+        let text = metrics.render(&[]);
+        assert!(text.contains("padding_size_sum{execution_batch_size=\"4\"} 1"), "{text}");
+        assert!(text.contains("processed_batch_size_sum 4"), "{text}");
+        assert!(text.contains("input_batch_size_sum 3"), "{text}");
+    }
+
+    #[test]
     fn a_dropped_queue_still_runs_what_it_holds() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let scheduler = BatchScheduler::new(&options(8, 10_000_000, 8, 1));
+        let scheduler = scheduler(&options(8, 10_000_000, 8, 1));
         let queue = scheduler.queue(echo_runner(calls.clone(), gate(true), 0), 1);
         let reply = queue.submit(vec![5.0], 1).unwrap();
         drop(queue);

@@ -47,6 +47,19 @@ pub struct Options {
     /// Deadline of a REST request in milliseconds; past it the answer is 504.
     #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30_000)]
     pub rest_api_timeout_in_ms: u64,
+    /// TensorFlow Serving monitoring config (text protobuf: prometheus_config { enable: true path: '/metrics' });
+    /// Prometheus metrics on the REST port at that path (empty: /monitoring/prometheus/metrics). Needs --rest_api_port.
+    #[arg(long = "monitoring_config_file", value_name = "FILE")]
+    pub monitoring_config_file: Option<PathBuf>,
+    /// TensorFlow Serving SSL config (text protobuf SSLConfig with inline PEM: server_key, server_cert, custom_ca,
+    /// client_verify): gRPC over TLS, mutual TLS (client certificates verified against custom_ca) with
+    /// client_verify: true. REST is served over TLS with the same settings.
+    #[arg(long = "ssl_config_file", value_name = "FILE")]
+    pub ssl_config_file: Option<PathBuf>,
+    /// Plain-text gRPC port serving only grpc.health.v1 (0: none): for Kubernetes' native gRPC probes, which
+    /// dial without TLS, when --ssl_config_file is given. Not a TensorFlow Serving flag.
+    #[arg(long = "grpc_health_port", default_value_t = 0)]
+    pub grpc_health_port: u16,
     #[command(flatten)]
     pub batching: BatchingOptions,
     /// cpu, gpu, or auto (a hardware GPU when one is usable, else the CPU).
@@ -54,11 +67,18 @@ pub struct Options {
     pub device: DeviceKind,
 }
 
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone)]
 pub struct BatchingOptions {
     /// Merge concurrent requests into one engine call.
     #[arg(long = "enable_batching", action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub enable_batching: bool,
+    /// TensorFlow Serving batching parameters (text protobuf BatchingParameters: max_batch_size { value: 128 }
+    /// batch_timeout_micros { value: 0 } max_enqueued_batches { value: 1000000 } num_batch_threads { value: 8 }
+    /// allowed_batch_sizes: [32, 64, 128] ...); unset fields take TensorFlow Serving's defaults (1000, 0, 10, one
+    /// thread per core). Only with --enable_batching; replaces the four flags below.
+    #[arg(long = "batching_parameters_file", value_name = "FILE",
+          conflicts_with_all = ["max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"])]
+    pub batching_parameters_file: Option<PathBuf>,
     /// Most images in one merged batch.
     #[arg(long = "max_batch_size", default_value_t = 128)]
     pub max_batch_size: usize,

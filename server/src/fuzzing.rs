@@ -34,6 +34,6 @@ pub fn rest_body(data: &[u8]) {
 /// The text-format model config file (`--model_config_file`).
 pub fn model_config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::model_config::parse_model_config(text, Path::new("/models"));
+        let _ = crate::model_config::parse_model_config(text, Path::new("/models/models.config"));
     }
 }

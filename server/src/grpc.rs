@@ -1,9 +1,11 @@
 //! The gRPC services: `tensorflow.serving.PredictionService` (Predict, GetModelMetadata; the
 //! tf.Example RPCs answer UNIMPLEMENTED) and `tensorflow.serving.ModelService` (GetModelStatus),
-//! with TensorFlow Serving's status codes.
+//! with TensorFlow Serving's status codes. Predict, Classify and Regress are counted and timed in
+//! the metrics (entrypoint `GRPC`), as TensorFlow Serving counts them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use engine::export::{INPUT_NAME, SIGNATURE_NAME};
 use prost::Message;
@@ -12,7 +14,7 @@ use proto::tensorflow::serving::model_spec::VersionChoice;
 use proto::tensorflow::serving::prediction_service_server::PredictionService;
 use proto::tensorflow::serving::*;
 use proto::tensorflow::{DataType, SignatureDef, TensorInfo, tensor_info};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::manager::{Loaded, ModelManager, PredictError};
 use crate::tensors;
@@ -23,19 +25,21 @@ pub struct Services {
     pub manager: Arc<ModelManager>,
 }
 
-/// The model and version a spec asks for; a missing spec or a version label is INVALID_ARGUMENT
-/// / NOT_FOUND as in TensorFlow Serving.
+/// The version a spec asks for: its number, the version its label names (an unknown label is
+/// INVALID_ARGUMENT, as in TensorFlow Serving), or None for the newest.
+fn requested_version(manager: &ModelManager, spec: &ModelSpec) -> Result<Option<i64>, Status> {
+    match &spec.version_choice {
+        None => Ok(None),
+        Some(VersionChoice::Version(v)) => Ok(Some(*v)),
+        Some(VersionChoice::VersionLabel(label)) => manager.resolve_label(&spec.name, label).map(Some).map_err(Status::invalid_argument),
+    }
+}
+
+/// The model and version a spec asks for; a missing spec is INVALID_ARGUMENT, as in
+/// TensorFlow Serving.
 fn lookup(manager: &ModelManager, spec: Option<&ModelSpec>) -> Result<(Arc<Loaded>, String), Status> {
     let spec = spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;
-    let version = match &spec.version_choice {
-        None => None,
-        Some(VersionChoice::Version(v)) => Some(*v),
-        Some(VersionChoice::VersionLabel(label)) => {
-            return Err(Status::not_found(format!(
-                "Unrecognized servable version label: {label} (this server serves numeric versions only)"
-            )));
-        }
-    };
+    let version = requested_version(manager, spec)?;
     let loaded = manager.resolve(&spec.name, version).map_err(Status::not_found)?;
     let signature = if spec.signature_name.is_empty() { SIGNATURE_NAME.to_string() } else { spec.signature_name.clone() };
     if signature != SIGNATURE_NAME {
@@ -97,24 +101,20 @@ pub fn validate_inputs(request: &PredictRequest, example: [usize; 3]) -> Result<
     tensors::decode_images(INPUT_NAME, tensor, example)
 }
 
-#[tonic::async_trait]
-impl PredictionService for Services {
-    async fn classify(&self, _: Request<ClassificationRequest>) -> Result<Response<ClassificationResponse>, Status> {
-        Err(Status::unimplemented("Classify is not supported: this server serves the Predict signature only"))
-    }
+fn model_name(spec: Option<&ModelSpec>) -> &str {
+    spec.map_or("", |s| s.name.as_str())
+}
 
-    async fn regress(&self, _: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
-        Err(Status::unimplemented("Regress is not supported: this server serves the Predict signature only"))
-    }
+fn code_of<T>(result: &Result<T, Status>) -> Code {
+    result.as_ref().map_or_else(Status::code, |_| Code::Ok)
+}
 
-    async fn multi_inference(&self, _: Request<MultiInferenceRequest>) -> Result<Response<MultiInferenceResponse>, Status> {
-        Err(Status::unimplemented("MultiInference is not supported: this server serves the Predict signature only"))
-    }
-
-    async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
-        let request = request.into_inner();
+impl Services {
+    /// Predict, without counting it: the gRPC method and the REST handler count their own.
+    pub async fn run_predict(&self, request: PredictRequest) -> Result<PredictResponse, Status> {
         let (loaded, signature) = lookup(&self.manager, request.model_spec.as_ref())?;
         let (images, n) = validate_inputs(&request, loaded.servable.input_shape()).map_err(Status::invalid_argument)?;
+        self.manager.metrics().examples(&loaded.servable.name, n);
         let prediction = loaded.predict(images, n).await.map_err(|e| match e {
             PredictError::QueueFull(queued) => {
                 Status::unavailable(format!("the batch queue is full ({queued} images waiting); retry later"))
@@ -130,7 +130,39 @@ impl PredictionService for Services {
         if wants("probabilities") {
             outputs.insert("probabilities".to_string(), tensors::probabilities(prediction.probabilities, loaded.servable.num_classes()));
         }
-        Ok(Response::new(PredictResponse { model_spec: Some(response_spec(&loaded, signature)), outputs }))
+        Ok(PredictResponse { model_spec: Some(response_spec(&loaded, signature)), outputs })
+    }
+
+    fn count<T>(&self, model: &str, api: &str, start: Instant, result: Result<T, Status>) -> Result<Response<T>, Status> {
+        self.manager.metrics().request(model, api, "GRPC", code_of(&result), start.elapsed());
+        result.map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl PredictionService for Services {
+    async fn classify(&self, request: Request<ClassificationRequest>) -> Result<Response<ClassificationResponse>, Status> {
+        let start = Instant::now();
+        let unsupported = Err(Status::unimplemented("Classify is not supported: this server serves the Predict signature only"));
+        self.count(model_name(request.get_ref().model_spec.as_ref()), "Classify", start, unsupported)
+    }
+
+    async fn regress(&self, request: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
+        let start = Instant::now();
+        let unsupported = Err(Status::unimplemented("Regress is not supported: this server serves the Predict signature only"));
+        self.count(model_name(request.get_ref().model_spec.as_ref()), "Regress", start, unsupported)
+    }
+
+    async fn multi_inference(&self, _: Request<MultiInferenceRequest>) -> Result<Response<MultiInferenceResponse>, Status> {
+        Err(Status::unimplemented("MultiInference is not supported: this server serves the Predict signature only"))
+    }
+
+    async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
+        let start = Instant::now();
+        let request = request.into_inner();
+        let model = model_name(request.model_spec.as_ref()).to_string();
+        let result = self.run_predict(request).await;
+        self.count(&model, "Predict", start, result)
     }
 
     async fn get_model_metadata(&self, request: Request<GetModelMetadataRequest>) -> Result<Response<GetModelMetadataResponse>, Status> {
@@ -156,13 +188,7 @@ impl PredictionService for Services {
 impl ModelService for Services {
     async fn get_model_status(&self, request: Request<GetModelStatusRequest>) -> Result<Response<GetModelStatusResponse>, Status> {
         let spec = request.into_inner().model_spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;
-        let version = match spec.version_choice {
-            None => None,
-            Some(VersionChoice::Version(v)) => Some(v),
-            Some(VersionChoice::VersionLabel(label)) => {
-                return Err(Status::not_found(format!("Unrecognized servable version label: {label}")));
-            }
-        };
+        let version = requested_version(&self.manager, &spec)?;
         let statuses = self.manager.status(&spec.name, version).map_err(Status::not_found)?;
         let model_version_status = statuses
             .into_iter()

@@ -1,11 +1,17 @@
 //! A TensorFlow-Serving-compatible model server for the engine's exports.
 //!
 //! - [`cli`]: flags named as TensorFlow Serving's.
+//! - [`text_proto`]: the text-format config files, parsed over `proto/`'s descriptors.
 //! - [`model_config`]: `--model_config_file` (text `ModelServerConfig`).
 //! - [`manager`]: version discovery, loading, hot swap, unloading, config reload.
 //! - [`versions`]: each version's state as GetModelStatus reports it.
 //! - [`servable`]: one loaded version and its inference workspaces.
 //! - [`batcher`]: dynamic batching on one scheduler shared by every version.
+//! - [`batching_config`]: the batching flags or `--batching_parameters_file`.
+//! - [`metrics`]: Prometheus metrics with TensorFlow Serving's names (`--monitoring_config_file`,
+//!   [`monitoring_config`]).
+//! - [`tls`]: `--ssl_config_file`, TLS and mutual TLS for gRPC and REST.
+//! - [`logging`]: plain-text logs unless stderr is a terminal.
 //! - [`memory`]: heap settings that give unloaded versions' memory back.
 //! - [`fault`]: panic containment for loading, polling and batches.
 //! - [`fuzzing`]: the fuzz targets' bodies (Predict requests, REST bodies, model config files).
@@ -16,19 +22,25 @@
 #![recursion_limit = "256"]
 
 pub mod batcher;
+pub mod batching_config;
 pub mod cli;
 pub mod fault;
 pub mod fuzzing;
 pub mod grpc;
+pub mod logging;
 pub mod manager;
 pub mod memory;
+pub mod metrics;
 pub mod model_config;
+pub mod monitoring_config;
 pub mod rest;
 pub mod servable;
 pub mod tensors;
+pub mod text_proto;
+pub mod tls;
 pub mod versions;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,8 +50,10 @@ use proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use tonic::transport::server::TcpIncoming;
 
+use crate::batching_config::BatchingConfig;
 use crate::cli::Options;
 use crate::manager::ModelManager;
+use crate::metrics::Metrics;
 use crate::model_config::{ModelSource, VersionPolicy};
 
 /// TensorFlow Serving accepts messages up to INT32_MAX bytes.
@@ -54,11 +68,42 @@ pub fn model_sources(options: &Options) -> anyhow::Result<Vec<ModelSource>> {
         .model_base_path
         .clone()
         .context("no model to serve: pass --model_base_path (or set MODEL_PATH) with --model_name, or --model_config_file")?;
-    Ok(vec![ModelSource { name: options.model_name.clone(), base_path: base, policy: VersionPolicy::Latest(1) }])
+    Ok(vec![ModelSource {
+        name: options.model_name.clone(),
+        base_path: base,
+        policy: VersionPolicy::Latest(1),
+        version_labels: Default::default(),
+    }])
+}
+
+/// The batching `options` ask for: none without `--enable_batching`; the parameters file's,
+/// or the flags'.
+pub fn batching_config(options: &Options) -> anyhow::Result<Option<BatchingConfig>> {
+    let flags = &options.batching;
+    match (&flags.batching_parameters_file, flags.enable_batching) {
+        (Some(_), false) => anyhow::bail!("--batching_parameters_file needs --enable_batching (as in TensorFlow Serving)"),
+        (Some(path), true) => Ok(Some(BatchingConfig::load(path)?)),
+        (None, true) => Ok(Some(BatchingConfig::from_flags(flags))),
+        (None, false) => Ok(None),
+    }
+}
+
+/// The Prometheus path `options` ask for (it needs the REST port).
+fn metrics_path(options: &Options, rest: bool) -> anyhow::Result<Option<String>> {
+    let Some(file) = &options.monitoring_config_file else { return Ok(None) };
+    let path = monitoring_config::load(file)?;
+    if path.is_some() && !rest {
+        anyhow::bail!(
+            "{}: Prometheus metrics are served on the REST port: pass --rest_api_port (as in TensorFlow Serving)",
+            file.display()
+        );
+    }
+    Ok(path)
 }
 
 /// Loads the models, then serves gRPC on `listener` (and REST on `rest`) until `shutdown`
-/// resolves; in-flight requests finish before this returns.
+/// resolves; in-flight requests finish before this returns. With `--grpc_health_port`, a
+/// plain-text gRPC server for grpc.health.v1 only listens there too.
 pub async fn serve(
     options: Options,
     listener: tokio::net::TcpListener,
@@ -66,9 +111,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sources = model_sources(&options)?;
-    let device = tokio::task::spawn_blocking(move || engine::Device::open(options.device)).await??;
+    let batching = batching_config(&options)?;
+    let metrics_path = metrics_path(&options, rest.is_some())?;
+    let tls = options.ssl_config_file.as_deref().map(tls::Tls::load).transpose()?;
+    let health_listener = match options.grpc_health_port {
+        0 => None,
+        port => {
+            let address = format!("{}:{port}", options.host);
+            let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+            tracing::info!("gRPC health (plain text) listening on {}", listener.local_addr()?);
+            Some(listener)
+        }
+    };
+    let device_kind = options.device;
+    let device = tokio::task::spawn_blocking(move || engine::Device::open(device_kind)).await??;
     tracing::info!("device: {}", device.describe());
-    let manager = Arc::new(ModelManager::new(sources, options.model_config_file.clone(), device, options.batching));
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_device(&format!("{:?}", device.kind()).to_lowercase(), &device.describe());
+    let manager = Arc::new(ModelManager::new(sources, options.model_config_file.clone(), device, batching, metrics));
     let poll_manager = manager.clone();
     tokio::task::spawn_blocking(move || poll_manager.poll()).await?;
     for name in manager.model_names() {
@@ -76,6 +136,10 @@ pub async fn serve(
             Some(v) => tracing::info!("serving model {name} version {v}"),
             None => tracing::warn!("model {name}: no servable version yet; requests answer NOT_FOUND until one appears"),
         }
+    }
+    if let Err(e) = manager.apply_version_labels() {
+        let file = options.model_config_file.as_deref().unwrap_or(std::path::Path::new("")).display().to_string();
+        anyhow::bail!("{file}: {e}");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let every = |s: i64| (s > 0).then(|| Duration::from_secs(s as u64));
@@ -108,12 +172,38 @@ pub async fn serve(
     };
     let rest_task = rest.map(|rest| {
         let timeout = Duration::from_millis(options.rest_api_timeout_in_ms);
-        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }), timeout);
-        tokio::spawn(axum::serve(rest, app).with_graceful_shutdown(stopped(stop_rx.clone())).into_future())
+        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }), timeout, metrics_path);
+        let stop = stopped(stop_rx.clone());
+        match &tls {
+            None => tokio::spawn(async move { Ok(axum::serve(rest, app).with_graceful_shutdown(stop).await?) }),
+            Some(tls) => {
+                let config = tls.rest.clone();
+                tokio::spawn(async move {
+                    let handle = axum_server::Handle::new();
+                    let graceful = handle.clone();
+                    tokio::spawn(async move {
+                        stop.await;
+                        graceful.graceful_shutdown(None);
+                    });
+                    axum_server::from_tcp_rustls(rest.into_std()?, config)?.handle(handle).serve(app.into_make_service()).await?;
+                    anyhow::Ok(())
+                })
+            }
+        }
+    });
+    let health_task = health_listener.map(|listener| {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let service = health.clone();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, stop))
     });
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.grpc.clone()).context("gRPC TLS")?;
+    }
+    let result = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(prediction)
@@ -122,6 +212,9 @@ pub async fn serve(
         .await;
     if let Some(task) = rest_task {
         task.await?.context("REST server failed")?;
+    }
+    if let Some(task) = health_task {
+        task.await?.context("gRPC health server failed")?;
     }
     stop.store(true, Ordering::Relaxed);
     if let Some(poller) = poller {

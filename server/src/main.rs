@@ -58,10 +58,7 @@ fn main() -> ExitCode {
     // SAFETY: no other thread exists yet.
     unsafe { engine::gpu::quiet_vulkan_loader() };
     server::memory::return_freed_memory_to_the_system();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    server::logging::init();
     let options = Options::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(options)) {

@@ -19,8 +19,9 @@ use engine::predictor::Prediction;
 use proto::tensorflow::error::Code;
 
 use crate::batcher::{BatchQueue, BatchScheduler};
-use crate::cli::BatchingOptions;
+use crate::batching_config::BatchingConfig;
 use crate::fault;
+use crate::metrics::{Metrics, VersionGauge};
 use crate::model_config::{self, ModelSource, VersionPolicy};
 use crate::servable::Servable;
 use crate::versions::{self, Entry, State, VersionStatus};
@@ -47,6 +48,11 @@ pub enum PredictError {
 }
 
 impl Loaded {
+    /// Images waiting in this version's batch queue.
+    pub fn queued_images(&self) -> usize {
+        self.queue.as_ref().map_or(0, BatchQueue::queued_images)
+    }
+
     /// Runs `n` examples, through the batch scheduler when batching is on.
     pub async fn predict(&self, images: Vec<f32>, n: usize) -> Result<Prediction, PredictError> {
         match &self.queue {
@@ -83,8 +89,15 @@ pub struct ModelManager {
     /// The last error reading the config file, logged once.
     config_error: Mutex<Option<String>>,
     device: Device,
-    batching: BatchingOptions,
+    /// None: batching is off.
+    batching: Option<BatchingConfig>,
     scheduler: Option<BatchScheduler>,
+    metrics: Arc<Metrics>,
+    /// The `version_labels` in force, per model: applied only once every label names an
+    /// AVAILABLE version, as TensorFlow Serving does.
+    labels: RwLock<BTreeMap<String, BTreeMap<String, i64>>>,
+    /// The last error applying labels, logged once.
+    labels_error: Mutex<Option<String>>,
     models: RwLock<BTreeMap<String, ModelState>>,
     engine_slots: Arc<tokio::sync::Semaphore>,
     engine_slots_total: usize,
@@ -102,7 +115,14 @@ fn request_name(name: &str, version: Option<i64>) -> String {
 
 impl ModelManager {
     /// `config_file`: where `sources` came from, re-read by [`Self::reload_config`].
-    pub fn new(sources: Vec<ModelSource>, config_file: Option<PathBuf>, device: Device, batching: BatchingOptions) -> Self {
+    /// `batching`: None turns batching off.
+    pub fn new(
+        sources: Vec<ModelSource>,
+        config_file: Option<PathBuf>,
+        device: Device,
+        batching: Option<BatchingConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let models = sources.iter().map(|s| (s.name.clone(), ModelState::default())).collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
@@ -110,8 +130,11 @@ impl ModelManager {
             config_file,
             config_error: Mutex::new(None),
             device,
-            scheduler: batching.enable_batching.then(|| BatchScheduler::new(&batching)),
+            scheduler: batching.as_ref().map(|config| BatchScheduler::new(config, metrics.clone())),
             batching,
+            metrics,
+            labels: RwLock::new(BTreeMap::new()),
+            labels_error: Mutex::new(None),
             models: RwLock::new(models),
             engine_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
             engine_slots_total: cores,
@@ -122,6 +145,10 @@ impl ModelManager {
     /// The process's device, shared by every version.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The shared batch scheduler, when batching is on.
@@ -173,6 +200,65 @@ impl ModelManager {
 
     pub fn model_names(&self) -> Vec<String> {
         self.current_sources().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The version `label` names for model `name`; an unknown label is an INVALID_ARGUMENT
+    /// message, as in TensorFlow Serving.
+    pub fn resolve_label(&self, name: &str, label: &str) -> Result<i64, String> {
+        let labels = self.labels.read().unwrap_or_else(|e| e.into_inner());
+        labels.get(name).and_then(|l| l.get(label)).copied().ok_or_else(|| format!("Unrecognized servable version label: {label}"))
+    }
+
+    /// Puts the config's `version_labels` in force once each names an AVAILABLE version;
+    /// otherwise keeps the labels in force and says which label cannot be assigned.
+    pub fn apply_version_labels(&self) -> Result<(), String> {
+        let wanted: BTreeMap<String, BTreeMap<String, i64>> =
+            self.current_sources().into_iter().map(|s| (s.name, s.version_labels)).filter(|(_, l)| !l.is_empty()).collect();
+        if *self.labels.read().unwrap_or_else(|e| e.into_inner()) == wanted {
+            return Ok(());
+        }
+        for (name, labels) in &wanted {
+            for (label, &version) in labels {
+                if !self.is_serving(name, version) {
+                    return Err(format!(
+                        "version_labels: cannot assign label '{label}' to version {version} of model {name}, which is not currently \
+                         available for inference"
+                    ));
+                }
+            }
+        }
+        tracing::info!("version labels: {wanted:?}");
+        *self.labels.write().unwrap_or_else(|e| e.into_inner()) = wanted;
+        Ok(())
+    }
+
+    /// [`Self::apply_version_labels`], logging a failure once.
+    fn refresh_version_labels(&self) {
+        let outcome = self.apply_version_labels().err();
+        let mut last = self.labels_error.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = &outcome
+            && last.as_ref() != Some(e)
+        {
+            tracing::warn!("{e}; keeping the labels in force (retried at each config poll)");
+        }
+        *last = outcome;
+    }
+
+    /// Every known version with its state and queue, for the metrics.
+    pub fn version_gauges<T>(&self, f: impl FnOnce(&[VersionGauge]) -> T) -> T {
+        let models = self.read_models();
+        let gauges: Vec<VersionGauge> = models
+            .iter()
+            .flat_map(|(name, m)| {
+                m.versions.iter().map(move |(v, e)| VersionGauge {
+                    model: name,
+                    version: *v,
+                    state: e.state.as_str_name(),
+                    queued_images: e.serving.as_ref().map_or(0, |l| l.queued_images()),
+                })
+            })
+            .collect();
+        f(&gauges)
     }
 
     /// Scans every base path once: loads wanted versions, unloads unwanted ones, ends versions
@@ -287,10 +373,11 @@ impl ModelManager {
         }
         let start = Instant::now();
         // Larger requests are split into chunks of this many images.
-        let capacity = if self.batching.enable_batching { self.batching.max_batch_size } else { UNBATCHED_CHUNK };
+        let capacity = self.batching.as_ref().map_or(UNBATCHED_CHUNK, |b| b.max_batch_size);
         // Engine calls one version can have in flight: one per batch thread, or one per core.
         let concurrency = self.scheduler.as_ref().map_or(self.engine_slots_total, BatchScheduler::threads);
         let outcome = fault::contain(|| Servable::load(&source.name, version, &dir, &self.device, capacity, concurrency));
+        self.metrics.load(&dir.display().to_string(), matches!(outcome, Ok(Ok(_))), start.elapsed());
         let failure = match outcome {
             Ok(Ok(servable)) => {
                 let servable = Arc::new(servable);
@@ -359,6 +446,7 @@ impl ModelManager {
         let _one_at_a_time = self.polling.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current_sources();
         if old == sources {
+            self.refresh_version_labels();
             return;
         }
         // A model whose base path changed is a different model: unload it and load it anew.
@@ -373,6 +461,7 @@ impl ModelManager {
         tracing::info!("model config {} reloaded: removed {removed:?}, added or changed {added:?}", path.display());
         *self.sources.write().unwrap_or_else(|e| e.into_inner()) = sources.clone();
         self.poll_sources(&sources);
+        self.refresh_version_labels();
     }
 
     /// Polls versions every `versions` and re-reads the config file every `config`, on a

@@ -1,14 +1,24 @@
 //! TensorFlow Serving's `--model_config_file`: the text-format `ModelServerConfig` subset that
-//! names models, their base paths and version policies.
+//! names models, their base paths, version policies and version labels, read by
+//! [`text_proto`] against upstream's `model_server_config.proto`.
 //!
 //! ```text
 //! model_config_list {
 //!   config { name: 'mnist' base_path: '/models/mnist' model_platform: 'tensorflow'
-//!            model_version_policy { specific { versions: 1 versions: 2 } } }
+//!            model_version_policy { specific { versions: 1 versions: 2 } }
+//!            version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 } }
 //! }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use proto::tensorflow::serving::file_system_storage_path_source_config::ServableVersionPolicy;
+use proto::tensorflow::serving::file_system_storage_path_source_config::servable_version_policy::PolicyChoice;
+use proto::tensorflow::serving::{ModelConfig, ModelServerConfig, model_server_config};
+
+use crate::text_proto;
+pub use crate::text_proto::ConfigFileError;
 
 /// Which versions of a model are served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,167 +35,68 @@ pub struct ModelSource {
     pub name: String,
     pub base_path: PathBuf,
     pub policy: VersionPolicy,
+    /// `version_labels`: names for versions (`stable`, `canary`).
+    pub version_labels: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("model config {path}: {message}")]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
+impl ModelSource {
+    /// The version `label` names in this model's `version_labels`.
+    pub fn label(&self, label: &str) -> Option<i64> {
+        self.version_labels.get(label).copied()
+    }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Value {
-    Scalar(String),
-    Message(Vec<(String, Value)>),
-}
+const MESSAGE: &str = "tensorflow.serving.ModelServerConfig";
 
-struct Parser<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn skip_space(&mut self) {
-        loop {
-            let rest = &self.text[self.at..];
-            let trimmed = rest.trim_start();
-            self.at += rest.len() - trimmed.len();
-            if trimmed.starts_with('#') {
-                self.at += trimmed.find('\n').unwrap_or(trimmed.len());
-            } else {
-                return;
-            }
+fn policy(policy: Option<&ServableVersionPolicy>) -> Result<VersionPolicy, String> {
+    Ok(match policy.and_then(|p| p.policy_choice.as_ref()) {
+        None => VersionPolicy::Latest(1),
+        // As TensorFlow Serving: `num_versions: 0` (or unset) serves one version.
+        Some(PolicyChoice::Latest(latest)) => VersionPolicy::Latest((latest.num_versions as usize).max(1)),
+        Some(PolicyChoice::All(_)) => VersionPolicy::All,
+        Some(PolicyChoice::Specific(specific)) if specific.versions.is_empty() => {
+            return Err("model_version_policy.specific lists no versions".into());
         }
-    }
-
-    fn line(&self) -> usize {
-        self.text[..self.at].matches('\n').count() + 1
-    }
-
-    fn fail<T>(&self, message: impl std::fmt::Display) -> Result<T, String> {
-        Err(format!("line {}: {message}", self.line()))
-    }
-
-    fn word(&mut self) -> &'a str {
-        let rest = &self.text[self.at..];
-        let len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '+')).unwrap_or(rest.len());
-        self.at += len;
-        &rest[..len]
-    }
-
-    fn fields(&mut self, closing: bool) -> Result<Vec<(String, Value)>, String> {
-        let mut fields = Vec::new();
-        loop {
-            self.skip_space();
-            let rest = &self.text[self.at..];
-            if rest.is_empty() {
-                return if closing { self.fail("missing '}'") } else { Ok(fields) };
-            }
-            if rest.starts_with('}') {
-                if !closing {
-                    return self.fail("unexpected '}'");
-                }
-                self.at += 1;
-                return Ok(fields);
-            }
-            let name = self.word();
-            if name.is_empty() {
-                return self.fail(format!("expected a field name, found '{}'", rest.chars().next().unwrap_or(' ')));
-            }
-            self.skip_space();
-            if self.text[self.at..].starts_with(':') {
-                self.at += 1;
-                self.skip_space();
-            }
-            let rest = &self.text[self.at..];
-            let value = if rest.starts_with('{') {
-                self.at += 1;
-                Value::Message(self.fields(true)?)
-            } else if let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') {
-                let end = rest[1..].find(quote).map(|e| e + 1);
-                let Some(end) = end else { return self.fail(format!("unterminated string in field '{name}'")) };
-                self.at += end + 1;
-                Value::Scalar(rest[1..end].to_string())
-            } else {
-                let word = self.word();
-                if word.is_empty() {
-                    return self.fail(format!("field '{name}' has no value"));
-                }
-                Value::Scalar(word.to_string())
-            };
-            fields.push((name.to_string(), value));
-        }
-    }
-}
-
-fn parse(text: &str) -> Result<Vec<(String, Value)>, String> {
-    Parser { text, at: 0 }.fields(false)
-}
-
-fn scalar<'v>(fields: &'v [(String, Value)], key: &str) -> Option<&'v str> {
-    fields.iter().find_map(|(k, v)| match v {
-        Value::Scalar(s) if k == key => Some(s.as_str()),
-        _ => None,
+        Some(PolicyChoice::Specific(specific)) => VersionPolicy::Specific(specific.versions.clone()),
     })
 }
 
-fn messages<'v>(fields: &'v [(String, Value)], key: &'v str) -> impl Iterator<Item = &'v [(String, Value)]> + 'v {
-    fields.iter().filter_map(move |(k, v)| match v {
-        Value::Message(m) if k == key => Some(m.as_slice()),
-        _ => None,
+fn source(config: &ModelConfig, dir: &Path) -> Result<ModelSource, String> {
+    let name = &config.name;
+    if name.is_empty() {
+        return Err("a config has no name".into());
+    }
+    let model = |e: String| format!("model '{name}': {e}");
+    if config.base_path.is_empty() {
+        return Err(model("base_path is empty".into()));
+    }
+    if !config.model_platform.is_empty() && config.model_platform != "tensorflow" {
+        return Err(model(format!("model_platform '{}' is not supported (expected tensorflow)", config.model_platform)));
+    }
+    let policy = policy(config.model_version_policy.as_ref()).map_err(model)?;
+    if let Some((label, version)) = config.version_labels.iter().find(|(label, v)| label.is_empty() || **v < 0) {
+        return Err(model(format!("version_labels: '{label}' -> {version} is not a label and a version")));
+    }
+    Ok(ModelSource {
+        name: name.clone(),
+        base_path: dir.join(&config.base_path),
+        policy,
+        version_labels: config.version_labels.iter().map(|(k, v)| (k.clone(), *v)).collect(),
     })
 }
 
-fn policy(fields: Option<&[(String, Value)]>) -> Result<VersionPolicy, String> {
-    let Some(fields) = fields else { return Ok(VersionPolicy::Latest(1)) };
-    match fields {
-        [] => Ok(VersionPolicy::Latest(1)),
-        [(kind, Value::Message(inner))] => match kind.as_str() {
-            "all" => Ok(VersionPolicy::All),
-            "latest" => {
-                let n = scalar(inner, "num_versions").unwrap_or("1");
-                n.parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .map(VersionPolicy::Latest)
-                    .ok_or(format!("latest.num_versions '{n}' is not a positive number"))
-            }
-            "specific" => {
-                let versions = inner
-                    .iter()
-                    .map(|(k, v)| match (k.as_str(), v) {
-                        ("versions", Value::Scalar(s)) => s.parse::<i64>().map_err(|_| format!("specific.versions '{s}' is not a number")),
-                        (other, _) => Err(format!("unknown field 'specific.{other}'")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if versions.is_empty() {
-                    return Err("specific lists no versions".into());
-                }
-                Ok(VersionPolicy::Specific(versions))
-            }
-            other => Err(format!("unknown version policy '{other}' (expected latest, specific or all)")),
-        },
-        _ => Err("model_version_policy must hold exactly one of latest, specific, all".into()),
-    }
-}
-
-/// Parses the config text; relative base paths are taken from `dir`.
-pub fn parse_model_config(text: &str, dir: &Path) -> Result<Vec<ModelSource>, String> {
-    let top = parse(text)?;
-    let list = messages(&top, "model_config_list").next().ok_or("no model_config_list")?;
-    let mut sources = Vec::new();
-    for config in messages(list, "config") {
-        let name = scalar(config, "name").filter(|n| !n.is_empty()).ok_or("a config has no name")?;
-        let base = scalar(config, "base_path").filter(|b| !b.is_empty()).ok_or(format!("model '{name}' has no base_path"))?;
-        if let Some(platform) = scalar(config, "model_platform").filter(|p| *p != "tensorflow") {
-            return Err(format!("model '{name}': model_platform '{platform}' is not supported (expected tensorflow)"));
+/// The models a parsed `ModelServerConfig` names; relative base paths are taken from `dir`.
+pub fn sources(config: &ModelServerConfig, dir: &Path) -> Result<Vec<ModelSource>, String> {
+    let Some(model_server_config::Config::ModelConfigList(list)) = &config.config else {
+        return Err("no model_config_list".into());
+    };
+    let mut sources: Vec<ModelSource> = Vec::new();
+    for config in &list.config {
+        let source = source(config, dir)?;
+        if sources.iter().any(|s| s.name == source.name) {
+            return Err(format!("model '{}' is configured twice", source.name));
         }
-        let policy = policy(messages(config, "model_version_policy").next()).map_err(|e| format!("model '{name}': {e}"))?;
-        if sources.iter().any(|s: &ModelSource| s.name == name) {
-            return Err(format!("model '{name}' is configured twice"));
-        }
-        sources.push(ModelSource { name: name.to_string(), base_path: dir.join(base), policy });
+        sources.push(source);
     }
     if sources.is_empty() {
         return Err("model_config_list has no config".into());
@@ -193,15 +104,30 @@ pub fn parse_model_config(text: &str, dir: &Path) -> Result<Vec<ModelSource>, St
     Ok(sources)
 }
 
-pub fn load_model_config(path: &Path) -> Result<Vec<ModelSource>, ConfigError> {
-    let err = |message: String| ConfigError { path: path.display().to_string(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    parse_model_config(&text, path.parent().unwrap_or(Path::new("."))).map_err(err)
+/// Parses `text`, the contents of the config file `path` (relative base paths are taken from
+/// its directory).
+pub fn parse_model_config(text: &str, path: &Path) -> Result<Vec<ModelSource>, ConfigFileError> {
+    let config: ModelServerConfig = text_proto::parse(text, MESSAGE).map_err(|e| ConfigFileError::Syntax {
+        path: path.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
+    sources(&config, path.parent().unwrap_or(Path::new("."))).map_err(|e| ConfigFileError::invalid(path, e))
+}
+
+pub fn load_model_config(path: &Path) -> Result<Vec<ModelSource>, ConfigFileError> {
+    let config: ModelServerConfig = text_proto::read(path, MESSAGE)?;
+    sources(&config, path.parent().unwrap_or(Path::new("."))).map_err(|e| ConfigFileError::invalid(path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> Result<Vec<ModelSource>, ConfigFileError> {
+        parse_model_config(text, Path::new("/etc/models.config"))
+    }
 
     #[test]
     fn parses_tensorflow_serving_configs() {
@@ -213,32 +139,49 @@ mod tests {
                 name: "pinned"
                 base_path: "rel/pinned"
                 model_version_policy { specific { versions: 1 versions: 3 } }
+                version_labels { key: 'stable' value: 1 }
+                version_labels { key: 'canary' value: 3 }
               }
               config { name: 'every' base_path: '/e' model_version_policy: { all: {} } }
-              config { name: 'two' base_path: '/t' model_version_policy { latest { num_versions: 2 } } }
+              config { name: 'two' base_path: '/t' model_version_policy < latest { num_versions: 2 } > }
+              config { name: 'zero' base_path: '/z' model_type: TENSORFLOW model_version_policy { latest { } } }
             }"#;
-        let s = parse_model_config(text, Path::new("/etc")).unwrap();
-        assert_eq!(s[0], ModelSource { name: "mnist".into(), base_path: "/models/mnist".into(), policy: VersionPolicy::Latest(1) });
+        let s = parse(text).unwrap();
+        let mnist = ModelSource {
+            name: "mnist".into(),
+            base_path: "/models/mnist".into(),
+            policy: VersionPolicy::Latest(1),
+            version_labels: BTreeMap::new(),
+        };
+        assert_eq!(s[0], mnist);
         assert_eq!(s[1].base_path, PathBuf::from("/etc/rel/pinned"));
         assert_eq!(s[1].policy, VersionPolicy::Specific(vec![1, 3]));
+        assert_eq!((s[1].label("stable"), s[1].label("canary"), s[1].label("x")), (Some(1), Some(3), None));
         assert_eq!(s[2].policy, VersionPolicy::All);
         assert_eq!(s[3].policy, VersionPolicy::Latest(2));
+        assert_eq!(s[4].policy, VersionPolicy::Latest(1));
     }
 
     #[test]
-    fn errors_name_the_line_or_model() {
+    fn errors_name_the_file_and_line_and_column_or_model() {
         let bad = [
-            ("model_config_list { config { name: 'a' } }", "model 'a' has no base_path"),
-            ("model_config_list { config { name: 'a' base_path: '/a' ", "missing '}'"),
+            ("model_config_list { config { name: 'a' } }", "/etc/models.config: model 'a': base_path is empty"),
+            ("model_config_list { config { name: 'a' base_path: '/a' ", "/etc/models.config:1:"),
             (
-                "model_config_list { config { name: 'a' base_path: '/a' model_version_policy { newest {} } } }",
-                "unknown version policy 'newest'",
+                "model_config_list {\n  config { name: 'a' base_path: '/a' model_version_policy { newest {} } } }",
+                "/etc/models.config:2:61: field 'newest' not found",
             ),
-            ("model_config_list {\n config { name: 'a\n", "line 2: unterminated string"),
+            ("model_config_list {\n config { name: 'a\n", "/etc/models.config:2:"),
+            ("model_config_list {\n config { name: 'a' base_pth: '/a' } }", "/etc/models.config:2:21: field 'base_pth' not found"),
+            ("model_config_list { config { name: 'a' base_path: '/a' model_type: TF } }", "1:68: value 'TF' was not found for enum"),
+            ("model_config_list { config { name: 'a' base_path: '/a' model_version_policy { latest { num_versions: -1 } } } }", "1:"),
             ("model_config_list { }", "no config"),
+            ("", "no model_config_list"),
+            ("model_config_list { config { name: 'a' base_path: '/a' } config { name: 'a' base_path: '/b' } }", "configured twice"),
+            ("model_config_list { config { name: 'a' base_path: '/a' model_platform: 'onnx' } }", "model_platform 'onnx'"),
         ];
         for (text, want) in bad {
-            let err = parse_model_config(text, Path::new(".")).unwrap_err();
+            let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }

@@ -1,22 +1,26 @@
 //! TensorFlow Serving's REST API, as a translation to and from the gRPC services (so both
 //! answer alike):
-//!   GET  /v1/models/NAME[/versions/V]            model status
-//!   GET  /v1/models/NAME[/versions/V]/metadata   signature metadata
-//!   POST /v1/models/NAME[/versions/V]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
-//! Errors are `{"error": "..."}` with TensorFlow Serving's HTTP codes. Bodies may use
+//!   GET  /v1/models/NAME[/versions/V | /labels/L]            model status
+//!   GET  /v1/models/NAME[/versions/V | /labels/L]/metadata   signature metadata
+//!   POST /v1/models/NAME[/versions/V | /labels/L]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
+//! Any other path under `/v1/` is 400 `Malformed request: METHOD PATH`, as there. Errors are
+//! `{"error": "..."}` with TensorFlow Serving's HTTP codes. Bodies have no size limit; gzip
+//! bodies (`Content-Encoding: gzip`) are inflated, up to [`MAX_INFLATED_BYTES`]. Bodies may use
 //! TensorFlow Serving's `NaN` / `Infinity` / `-Infinity` literals (refused as inputs, by index,
-//! like any non-finite value). A request past `--rest_api_timeout_in_ms` answers 504.
+//! like any non-finite value). A request past `--rest_api_timeout_in_ms` answers 504. Every
+//! `/v1/` request is counted in the metrics (entrypoint `REST`), which are served at the
+//! monitoring config's path.
 
 use std::future::Future;
+use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use engine::export::INPUT_NAME;
 use prost::Message;
 use proto::tensorflow::serving::model_service_server::ModelService;
@@ -26,73 +30,204 @@ use proto::tensorflow::serving::prediction_service_server::PredictionService;
 use proto::tensorflow::serving::*;
 use proto::tensorflow::{DataType, TensorInfo, TensorProto, tensor_info};
 use serde_json::{Value, json};
-use tonic::{Code, Request};
+use tonic::{Code, Request, Status};
 
 use crate::grpc::Services;
+
+/// The most a gzip body may inflate to, as in TensorFlow Serving (100 MiB).
+pub const MAX_INFLATED_BYTES: u64 = 100 << 20;
 
 #[derive(Clone)]
 pub struct Rest {
     services: Arc<Services>,
     timeout: Duration,
+    metrics_path: Option<Arc<str>>,
 }
 
-pub fn router(services: Arc<Services>, timeout: Duration) -> Router {
+/// The REST API; with `metrics_path`, Prometheus metrics are served there (any method).
+pub fn router(services: Arc<Services>, timeout: Duration, metrics_path: Option<String>) -> Router {
     // TensorFlow Serving takes bodies of any size (axum's default refuses beyond 2 MiB).
-    Router::new()
-        .route("/v1/models/{*path}", get(get_model).post(post_model))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(Rest { services, timeout })
+    Router::new().fallback(dispatch).layer(axum::extract::DefaultBodyLimit::disable()).with_state(Rest {
+        services,
+        timeout,
+        metrics_path: metrics_path.map(Into::into),
+    })
 }
 
-/// Runs `work` within the REST deadline; past it the answer is 504 and the work is dropped (a
-/// batched request not yet run is then never run).
-async fn with_deadline(timeout: Duration, work: impl Future<Output = Response>) -> Response {
-    match tokio::time::timeout(timeout, work).await {
-        Ok(response) => response,
-        Err(_) => {
-            error(StatusCode::GATEWAY_TIMEOUT, format!("Request timed out after {} ms (--rest_api_timeout_in_ms)", timeout.as_millis()))
+/// Which version a URL names.
+#[derive(Debug, PartialEq, Eq)]
+enum VersionRef {
+    Newest,
+    Number(i64),
+    Label(String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Resource {
+    Status,
+    Metadata,
+    Predict,
+    /// `:classify` / `:regress`: tf.Example APIs this server does not serve.
+    Unsupported(&'static str),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    model: String,
+    version: VersionRef,
+    resource: Resource,
+}
+
+impl Resource {
+    /// The `API` label of the request latency metric, as TensorFlow Serving's REST handler sets it.
+    fn api(&self) -> &'static str {
+        match self {
+            Resource::Status | Resource::Metadata => "",
+            Resource::Predict => "predict",
+            Resource::Unsupported(api) => api,
         }
     }
+}
+
+/// Splits `s` at the first '/' or ':'.
+fn segment(s: &str) -> (&str, &str) {
+    s.split_at(s.find(['/', ':']).unwrap_or(s.len()))
+}
+
+/// TensorFlow Serving's URL grammar; anything else under /v1/ is a malformed request.
+fn parse_route(method: &Method, path: &str) -> Result<Route, String> {
+    let malformed = || format!("Malformed request: {method} {path}");
+    let rest = path.strip_prefix("/v1/models").ok_or_else(malformed)?;
+    if (rest.is_empty() || rest == "/") && method == Method::GET {
+        return Err("Missing model name in request.".into());
+    }
+    let (model, mut rest) = segment(rest.strip_prefix('/').ok_or_else(malformed)?);
+    if model.is_empty() {
+        return Err(malformed());
+    }
+    let mut version = VersionRef::Newest;
+    if let Some(after) = rest.strip_prefix("/versions/") {
+        let (number, tail) = segment(after);
+        let number = Some(number).filter(|n| n.bytes().all(|b| b.is_ascii_digit())).and_then(|n| n.parse().ok());
+        version = VersionRef::Number(number.ok_or_else(malformed)?);
+        rest = tail;
+    } else if let Some(after) = rest.strip_prefix("/labels/") {
+        let (label, tail) = segment(after);
+        if label.is_empty() {
+            return Err(malformed());
+        }
+        version = VersionRef::Label(label.to_string());
+        rest = tail;
+    }
+    let resource = match (method.as_str(), rest) {
+        ("GET", "") => Resource::Status,
+        ("GET", "/metadata") => Resource::Metadata,
+        ("POST", ":predict") => Resource::Predict,
+        ("POST", ":classify") => Resource::Unsupported("classify"),
+        ("POST", ":regress") => Resource::Unsupported("regress"),
+        _ => return Err(malformed()),
+    };
+    Ok(Route { model: model.to_string(), version, resource })
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn from_status(s: tonic::Status) -> Response {
-    let code = match s.code() {
-        Code::NotFound => StatusCode::NOT_FOUND,
+/// TensorFlow Serving's HTTP code for a status code.
+fn http_code(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid code"),
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Runs `work` within the REST deadline; past it the answer is DEADLINE_EXCEEDED (504) and the
+/// work is dropped (a batched request not yet run is then never run).
+async fn with_deadline(timeout: Duration, work: impl Future<Output = Result<Value, Status>>) -> Result<Value, Status> {
+    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!("Request timed out after {} ms (--rest_api_timeout_in_ms)", timeout.as_millis())))
+    })
+}
+
+async fn dispatch(State(rest): State<Rest>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
+    if rest.metrics_path.as_deref() == Some(path) {
+        let text = rest.services.manager.version_gauges(|versions| rest.services.manager.metrics().render(versions));
+        return ([(header::CONTENT_TYPE, "text/plain")], text).into_response();
+    }
+    if !path.starts_with("/v1/") && path != "/v1" {
+        return error(StatusCode::NOT_FOUND, format!("Not found: {path} (the REST API lies under /v1/)"));
+    }
+    let start = Instant::now();
+    let (model, api, result) = match parse_route(&method, path) {
+        Err(message) => (String::new(), "", Err(Status::invalid_argument(message))),
+        Ok(route) => {
+            let api = route.resource.api();
+            let model = route.model.clone();
+            (model, api, with_deadline(rest.timeout, answer(rest.services.clone(), route, headers, body)).await)
+        }
     };
-    error(code, s.message())
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    rest.services.manager.metrics().request(&model, api, "REST", code, start.elapsed());
+    match result {
+        Ok(json) => axum::Json(json).into_response(),
+        Err(status) => error(http_code(status.code()), status.message()),
+    }
 }
 
-/// `NAME[/versions/V][/labels/L]` -> (name, version, rest after them).
-fn parse_target(path: &str) -> Result<(String, Option<i64>, &str), (StatusCode, String)> {
-    let mut parts = path.splitn(2, '/');
-    let name = parts.next().unwrap_or_default();
-    let mut rest = parts.next().unwrap_or_default();
-    let mut version = None;
-    if let Some(after) = rest.strip_prefix("versions/") {
-        let (v, tail) = after.split_once('/').unwrap_or((after, ""));
-        version = Some(v.parse::<i64>().map_err(|_| (StatusCode::BAD_REQUEST, format!("version '{v}' is not a number")))?);
-        rest = tail;
-    } else if rest.starts_with("labels/") {
-        return Err((StatusCode::NOT_FOUND, "version labels are not supported (this server serves numeric versions only)".into()));
+async fn answer(services: Arc<Services>, route: Route, headers: HeaderMap, body: Bytes) -> Result<Value, Status> {
+    let version_choice = match route.version {
+        VersionRef::Newest => None,
+        VersionRef::Number(v) => Some(VersionChoice::Version(v)),
+        VersionRef::Label(label) => Some(VersionChoice::VersionLabel(label)),
+    };
+    let spec =
+        |signature: String| ModelSpec { name: route.model.clone(), version_choice: version_choice.clone(), signature_name: signature };
+    match route.resource {
+        Resource::Status => status(&services, spec(String::new())).await,
+        Resource::Metadata => metadata(&services, spec(String::new())).await,
+        Resource::Predict => {
+            let body = inflate(&headers, body).await?;
+            let PredictBody { tensor, row, signature } = parse_predict_body(&body).map_err(Status::invalid_argument)?;
+            predict(&services, spec(signature), tensor, row).await
+        }
+        Resource::Unsupported(api) => {
+            Err(Status::unimplemented(format!("'{api}' is not supported: POST /v1/models/MODEL[/versions/V]:predict")))
+        }
     }
-    if name.is_empty() {
-        return Err((StatusCode::NOT_FOUND, "no model name in the URL".into()));
-    }
-    Ok((name.to_string(), version, rest))
 }
 
-fn spec(name: &str, version: Option<i64>, signature: &str) -> ModelSpec {
-    ModelSpec { name: name.to_string(), version_choice: version.map(VersionChoice::Version), signature_name: signature.to_string() }
+/// The body as sent, or inflated when it is gzip.
+async fn inflate(headers: &HeaderMap, body: Bytes) -> Result<Bytes, Status> {
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("(not text)").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") => Ok(body),
+        Some("gzip") => tokio::task::spawn_blocking(move || {
+            let mut inflated = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(MAX_INFLATED_BYTES + 1)
+                .read_to_end(&mut inflated)
+                .map_err(|e| Status::invalid_argument(format!("gzip body: {e}")))?;
+            if inflated.len() as u64 > MAX_INFLATED_BYTES {
+                return Err(Status::invalid_argument(format!("gzip body inflates to more than {MAX_INFLATED_BYTES} bytes")));
+            }
+            Ok(Bytes::from(inflated))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?,
+        Some(other) => Err(Status::invalid_argument(format!("Content-Encoding '{other}' is not supported (gzip is)"))),
+    }
 }
 
 fn tensor_info_json(t: &TensorInfo) -> Value {
@@ -106,10 +241,6 @@ fn tensor_info_json(t: &TensorInfo) -> Value {
     json!({"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": false}, "name": name})
 }
 
-async fn get_model(State(rest): State<Rest>, Path(path): Path<String>) -> Response {
-    with_deadline(rest.timeout, model_resource(rest.services, path)).await
-}
-
 fn version_status_json(s: &ModelVersionStatus) -> Value {
     let state = VersionState::try_from(s.state).map_or("UNKNOWN", |s| s.as_str_name());
     let (code, message) = s.status.as_ref().map_or((0, ""), |st| (st.error_code, st.error_message.as_str()));
@@ -117,59 +248,49 @@ fn version_status_json(s: &ModelVersionStatus) -> Value {
     json!({"version": s.version.to_string(), "state": state, "status": {"error_code": code, "error_message": message}})
 }
 
-async fn model_resource(services: Arc<Services>, path: String) -> Response {
-    let (name, version, rest) = match parse_target(&path) {
-        Ok(t) => t,
-        Err((code, message)) => return error(code, message),
+async fn status(services: &Services, spec: ModelSpec) -> Result<Value, Status> {
+    let response = services.get_model_status(Request::new(GetModelStatusRequest { model_spec: Some(spec) })).await?;
+    let versions: Vec<Value> = response.into_inner().model_version_status.iter().map(version_status_json).collect();
+    Ok(json!({ "model_version_status": versions }))
+}
+
+async fn metadata(services: &Services, spec: ModelSpec) -> Result<Value, Status> {
+    let name = spec.name.clone();
+    let request = GetModelMetadataRequest { model_spec: Some(spec), metadata_field: vec!["signature_def".into()] };
+    let r = services.get_model_metadata(Request::new(request)).await?.into_inner();
+    let map = r.metadata.get("signature_def").and_then(|any| SignatureDefMap::decode(any.value.as_slice()).ok()).unwrap_or_default();
+    let signatures: serde_json::Map<String, Value> = map
+        .signature_def
+        .iter()
+        .map(|(key, sig)| {
+            let inputs: serde_json::Map<String, Value> = sig.inputs.iter().map(|(k, t)| (k.clone(), tensor_info_json(t))).collect();
+            let outputs: serde_json::Map<String, Value> = sig.outputs.iter().map(|(k, t)| (k.clone(), tensor_info_json(t))).collect();
+            (key.clone(), json!({"inputs": inputs, "outputs": outputs, "method_name": sig.method_name}))
+        })
+        .collect();
+    let served = match r.model_spec.and_then(|s| s.version_choice) {
+        Some(VersionChoice::Version(v)) => v.to_string(),
+        _ => String::new(),
     };
-    match rest {
-        "" => {
-            let request = Request::new(GetModelStatusRequest { model_spec: Some(spec(&name, version, "")) });
-            match services.get_model_status(request).await {
-                Ok(r) => {
-                    let versions: Vec<Value> = r.into_inner().model_version_status.iter().map(version_status_json).collect();
-                    axum::Json(json!({ "model_version_status": versions })).into_response()
-                }
-                Err(s) => from_status(s),
-            }
-        }
-        "metadata" => {
-            let request =
-                GetModelMetadataRequest { model_spec: Some(spec(&name, version, "")), metadata_field: vec!["signature_def".into()] };
-            match services.get_model_metadata(Request::new(request)).await {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    let map = r
-                        .metadata
-                        .get("signature_def")
-                        .and_then(|any| SignatureDefMap::decode(any.value.as_slice()).ok())
-                        .unwrap_or_default();
-                    let signatures: serde_json::Map<String, Value> = map
-                        .signature_def
-                        .iter()
-                        .map(|(key, sig)| {
-                            let inputs: serde_json::Map<String, Value> =
-                                sig.inputs.iter().map(|(k, t)| (k.clone(), tensor_info_json(t))).collect();
-                            let outputs: serde_json::Map<String, Value> =
-                                sig.outputs.iter().map(|(k, t)| (k.clone(), tensor_info_json(t))).collect();
-                            (key.clone(), json!({"inputs": inputs, "outputs": outputs, "method_name": sig.method_name}))
-                        })
-                        .collect();
-                    let served = match r.model_spec.and_then(|s| s.version_choice) {
-                        Some(VersionChoice::Version(v)) => v.to_string(),
-                        _ => String::new(),
-                    };
-                    axum::Json(json!({
-                        "model_spec": {"name": name, "signature_name": "", "version": served},
-                        "metadata": {"signature_def": {"signature_def": signatures}},
-                    }))
-                    .into_response()
-                }
-                Err(s) => from_status(s),
-            }
-        }
-        other => error(StatusCode::NOT_FOUND, format!("unknown resource '{other}' (expected nothing, 'metadata' or ':predict')")),
-    }
+    Ok(json!({
+        "model_spec": {"name": name, "signature_name": "", "version": served},
+        "metadata": {"signature_def": {"signature_def": signatures}},
+    }))
+}
+
+async fn predict(services: &Services, spec: ModelSpec, tensor: TensorProto, row: bool) -> Result<Value, Status> {
+    let request = PredictRequest { model_spec: Some(spec), inputs: [(INPUT_NAME.to_string(), tensor)].into(), output_filter: vec![] };
+    let response = services.run_predict(request).await?;
+    let classes = response.outputs.get("classes").map(|t| t.int64_val.clone()).unwrap_or_default();
+    let probs = response.outputs.get("probabilities").map(|t| t.float_val.clone()).unwrap_or_default();
+    let k = probs.len() / classes.len().max(1);
+    let rows: Vec<&[f32]> = probs.chunks(k.max(1)).collect();
+    Ok(if row {
+        let predictions: Vec<Value> = classes.iter().zip(&rows).map(|(c, p)| json!({"classes": c, "probabilities": p})).collect();
+        json!({ "predictions": predictions })
+    } else {
+        json!({ "outputs": {"classes": classes, "probabilities": rows} })
+    })
 }
 
 /// The dimensions of a nested JSON array of numbers, and its numbers in row-major order.
@@ -236,10 +357,6 @@ fn input_tensor(body: &Value) -> Result<(TensorProto, bool), String> {
         ..Default::default()
     };
     Ok((tensor, row))
-}
-
-async fn post_model(State(rest): State<Rest>, Path(path): Path<String>, body: Bytes) -> Response {
-    with_deadline(rest.timeout, predict(rest.services, path, body)).await
 }
 
 /// Marks a `NaN` / `Infinity` / `-Infinity` literal rewritten as a JSON string; NUL cannot
@@ -310,40 +427,39 @@ pub fn parse_predict_body(body: &[u8]) -> Result<PredictBody, String> {
     Ok(PredictBody { tensor, row, signature })
 }
 
-async fn predict(services: Arc<Services>, path: String, body: Bytes) -> Response {
-    let Some(target) = path.strip_suffix(":predict") else {
-        let verb = path.rsplit_once(':').map_or("", |(_, v)| v);
-        return error(StatusCode::NOT_IMPLEMENTED, format!("'{verb}' is not supported: POST .../MODEL[/versions/V]:predict"));
-    };
-    let (name, version, rest) = match parse_target(target) {
-        Ok(t) => t,
-        Err((code, message)) => return error(code, message),
-    };
-    if !rest.is_empty() {
-        return error(StatusCode::NOT_FOUND, format!("unknown resource '{rest}'"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Method, path: &str) -> Result<Route, String> {
+        parse_route(&method, path)
     }
-    let PredictBody { tensor, row, signature } = match parse_predict_body(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let signature = signature.as_str();
-    let request = PredictRequest {
-        model_spec: Some(spec(&name, version, signature)),
-        inputs: [(INPUT_NAME.to_string(), tensor)].into(),
-        output_filter: vec![],
-    };
-    let response = match services.predict(Request::new(request)).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return from_status(s),
-    };
-    let classes = response.outputs.get("classes").map(|t| t.int64_val.clone()).unwrap_or_default();
-    let probs = response.outputs.get("probabilities").map(|t| t.float_val.clone()).unwrap_or_default();
-    let k = probs.len() / classes.len().max(1);
-    let rows: Vec<&[f32]> = probs.chunks(k.max(1)).collect();
-    if row {
-        let predictions: Vec<Value> = classes.iter().zip(&rows).map(|(c, p)| json!({"classes": c, "probabilities": p})).collect();
-        axum::Json(json!({ "predictions": predictions })).into_response()
-    } else {
-        axum::Json(json!({ "outputs": {"classes": classes, "probabilities": rows} })).into_response()
+
+    #[test]
+    fn tensorflow_serving_urls() {
+        let r = route(Method::GET, "/v1/models/mnist").unwrap();
+        assert_eq!((r.model.as_str(), &r.version, &r.resource), ("mnist", &VersionRef::Newest, &Resource::Status));
+        assert_eq!(route(Method::GET, "/v1/models/mnist/versions/3/metadata").unwrap().version, VersionRef::Number(3));
+        let r = route(Method::POST, "/v1/models/mnist/labels/canary:predict").unwrap();
+        assert_eq!((r.version, r.resource), (VersionRef::Label("canary".into()), Resource::Predict));
+        assert_eq!(route(Method::POST, "/v1/models/m:regress").unwrap().resource, Resource::Unsupported("regress"));
+        assert_eq!(route(Method::GET, "/v1/models").unwrap_err(), "Missing model name in request.");
+        assert_eq!(route(Method::GET, "/v1/models/").unwrap_err(), "Missing model name in request.");
+        for (method, path) in [
+            (Method::GET, "/v1/models/mnist/versions/x"),
+            (Method::GET, "/v1/models/mnist/versions/"),
+            (Method::GET, "/v1/models/mnist/versions/99999999999999999999"),
+            (Method::GET, "/v1/models/mnist/labels/"),
+            (Method::GET, "/v1/models/mnist/foo"),
+            (Method::GET, "/v1/models/mnist:predict"),
+            (Method::POST, "/v1/models/mnist"),
+            (Method::POST, "/v1/models/mnist:explain"),
+            (Method::PUT, "/v1/models/mnist"),
+            (Method::POST, "/v1/models"),
+            (Method::GET, "/v1/modelsx/mnist"),
+            (Method::GET, "/v1/models//metadata"),
+        ] {
+            assert_eq!(route(method.clone(), path).unwrap_err(), format!("Malformed request: {method} {path}"));
+        }
     }
 }

@@ -1,8 +1,22 @@
 //! TensorProto <-> engine data: the request's `images` tensor validated (dtype, shape, length)
-//! before anything is allocated, and the response's typed outputs.
+//! before anything is allocated and decoded as TensorFlow's `Tensor::FromProto` decodes it, and
+//! the response's typed outputs.
 
 use proto::tensorflow::tensor_shape_proto::Dim;
 use proto::tensorflow::{DataType, TensorProto, TensorShapeProto};
+
+/// The largest input tensor, in bytes: what the largest message TensorFlow Serving accepts
+/// (INT32_MAX bytes) can carry, also for a shape that typed values are broadcast to.
+pub const MAX_INPUT_BYTES: u64 = i32::MAX as u64;
+
+/// A typed field decoded as TensorFlow does: values beyond `n` are dropped, too few are
+/// followed by repeats of the last (so one value fills the shape), none gives zeros.
+fn fill_as_tensorflow(values: &[f32], n: usize) -> Vec<f32> {
+    let Some(&last) = values.last() else { return vec![0.0; n] };
+    let mut filled = values[..n.min(values.len())].to_vec();
+    filled.resize(n, last);
+    filled
+}
 
 /// Checks `tensor` against one example's shape `[h, w, c]` and returns `(floats, n)`.
 /// Accepted shapes: `[n, h*w*c]`, `[n, h, w]` (when c = 1) and `[n, h, w, c]`.
@@ -25,8 +39,10 @@ pub fn decode_images(key: &str, tensor: &TensorProto, example: [usize; 3]) -> Re
         return Err(format!("input '{key}': shape {dims:?} is not one of {accepted} with N >= 1"));
     }
     let n = dims[0] as u64;
-    let values =
-        n.checked_mul(len as u64).filter(|v| *v <= (usize::MAX / 4) as u64).ok_or(format!("input '{key}': shape {dims:?} is too large"))?;
+    let values = n
+        .checked_mul(len as u64)
+        .filter(|v| v.saturating_mul(4) <= MAX_INPUT_BYTES)
+        .ok_or(format!("input '{key}': shape {dims:?} is too large (at most {MAX_INPUT_BYTES} bytes of float32)"))?;
     let values = values as usize;
     if !tensor.tensor_content.is_empty() {
         if tensor.tensor_content.len() != values * 4 {
@@ -40,11 +56,9 @@ pub fn decode_images(key: &str, tensor: &TensorProto, example: [usize; 3]) -> Re
         check_finite(key, &floats, len)?;
         return Ok((floats, n as usize));
     }
-    if tensor.float_val.len() != values {
-        return Err(format!("input '{key}': float_val holds {} values, shape {dims:?} needs {values}", tensor.float_val.len()));
-    }
-    check_finite(key, &tensor.float_val, len)?;
-    Ok((tensor.float_val.clone(), n as usize))
+    let floats = fill_as_tensorflow(&tensor.float_val, values);
+    check_finite(key, &floats, len)?;
+    Ok((floats, n as usize))
 }
 
 /// NaN and infinities are refused, naming the first: a model cannot answer them meaningfully.
@@ -118,6 +132,23 @@ mod tests {
     }
 
     #[test]
+    fn typed_values_fill_the_shape_as_in_tensorflow() {
+        let one = TensorProto { float_val: vec![0.25], ..tensor(&[2, 784], 0) };
+        assert_eq!(decode_images("images", &one, [28, 28, 1]).unwrap(), (vec![0.25; 1568], 2));
+        let none = tensor(&[1, 28, 28], 0);
+        assert_eq!(decode_images("images", &none, [28, 28, 1]).unwrap(), (vec![0.0; 784], 1));
+        let few = TensorProto { float_val: vec![0.1, 0.2, 0.3], ..tensor(&[1, 784], 0) };
+        let (v, _) = decode_images("images", &few, [28, 28, 1]).unwrap();
+        assert_eq!((&v[..4], v[783], v.len()), (&[0.1, 0.2, 0.3, 0.3][..], 0.3, 784));
+        let many = TensorProto { float_val: (0..800).map(|i| i as f32 / 800.0).collect(), ..tensor(&[1, 784], 0) };
+        let (v, _) = decode_images("images", &many, [28, 28, 1]).unwrap();
+        assert_eq!((v.len(), v[783]), (784, 783.0 / 800.0));
+        // Broadcasting is bounded like a message: no shape allocates beyond INT32_MAX bytes.
+        let huge = TensorProto { float_val: vec![0.5], ..tensor(&[1 << 20, 784], 0) };
+        assert!(decode_images("images", &huge, [28, 28, 1]).unwrap_err().contains("too large"));
+    }
+
+    #[test]
     fn rejects_non_finite_values_naming_the_first() {
         let mut t = tensor(&[2, 784], 1568);
         t.float_val[790] = f32::NAN;
@@ -137,7 +168,6 @@ mod tests {
             (TensorProto { dtype: DataType::DtDouble as i32, ..tensor(&[1, 784], 784) }, "DT_DOUBLE"),
             (tensor(&[1, 785], 785), "shape [1, 785]"),
             (tensor(&[0, 784], 0), "N >= 1"),
-            (tensor(&[1, 784], 783), "float_val holds 783"),
             (tensor(&[i64::MAX / 2, 784], 0), "too large"),
             (TensorProto { tensor_content: vec![0; 7], ..tensor(&[1, 784], 0) }, "tensor_content holds 7 bytes"),
         ];

@@ -44,6 +44,8 @@ fn sigterm_finishes_and_exits_zero() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert!(log.contains("loaded from") && log.contains("shutting down"), "{log}");
+    // stderr is a pipe here, not a terminal: plain text, no colour codes.
+    assert!(!log.contains('\x1b'), "ANSI escapes in a log that is not a terminal: {log:?}");
 }
 
 #[test]
@@ -59,11 +61,22 @@ fn start_up_errors_are_one_clear_line() {
     let out = server().args(["--port", "0", "--model_config_file", config.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.config") && err.contains("no base_path"), "{err}");
+    assert!(err.contains("bad.config") && err.contains("base_path is empty"), "{err}");
 
     let out = server().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--model_base_path", "--model_config_file", "--enable_batching", "--max_enqueued_batches", "MODEL_NAME"] {
+    for flag in [
+        "--model_base_path",
+        "--model_config_file",
+        "--model_config_file_poll_wait_seconds",
+        "--enable_batching",
+        "--batching_parameters_file",
+        "--max_enqueued_batches",
+        "--monitoring_config_file",
+        "--ssl_config_file",
+        "--grpc_health_port",
+        "MODEL_NAME",
+    ] {
         assert!(help.contains(flag), "--help mentions {flag}");
     }
 }

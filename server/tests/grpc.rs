@@ -150,9 +150,19 @@ async fn errors_carry_tensorflow_serving_codes() {
         (
             with(&|r| r.inputs.insert("images".into(), float_tensor(&[1 << 40, 784], &[0.0; 784])).map(|_| ()).unwrap()),
             Code::InvalidArgument,
-            "needs",
+            "too large",
         ),
         (with(&|r| r.output_filter = vec!["logits".into()]), Code::InvalidArgument, "output tensor alias not found in signature: logits"),
+        (
+            with(&|r| r.output_filter = vec!["classes".into(), "probabilities".into(), "classes".into()]),
+            Code::InvalidArgument,
+            "duplicate output tensor alias: classes",
+        ),
+        (
+            with(&|r| r.model_spec.as_mut().unwrap().version_choice = Some(VersionChoice::VersionLabel("stable".into()))),
+            Code::InvalidArgument,
+            "Unrecognized servable version label: stable",
+        ),
     ];
     for (request, code, text) in cases {
         let status = client.predict(request).await.unwrap_err();
@@ -386,5 +396,27 @@ async fn serves_from_the_gpu() {
     let r = server.predictions().await.predict(predict_request("mnist", None, float_tensor(&[5, 784], &x))).await.unwrap().into_inner();
     assert_eq!(r.outputs["classes"].int64_val, classes);
     assert_close(&r.outputs["probabilities"].float_val, &probs);
+    server.stop().await.unwrap();
+}
+
+/// As TensorFlow's `Tensor::FromProto`: one typed value fills the shape, too few repeat the
+/// last, none are zeros.
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_values_fill_the_shape_as_in_tensorflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    let net = export_version(&base, 1, 7);
+    let server = TestServer::start(&["--model_name", "mnist", "--model_base_path", base.to_str().unwrap()]).await;
+    let mut client = server.predictions().await;
+    let x = images(1);
+    let typed = |values: &[f32]| TensorProto { tensor_content: Vec::new(), float_val: values.to_vec(), ..float_tensor(&[2, 28, 28], &[]) };
+    let mut filled = x[..400].to_vec();
+    filled.resize(1568, x[399]);
+    for (values, want) in [(vec![0.5], vec![0.5; 1568]), (vec![], vec![0.0; 1568]), (x[..400].to_vec(), filled)] {
+        let r = client.predict(predict_request("mnist", None, typed(&values))).await.unwrap().into_inner();
+        let (classes, probs) = expected(&net, &want);
+        assert_eq!(r.outputs["classes"].int64_val, classes);
+        assert_close(&r.outputs["probabilities"].float_val, &probs);
+    }
     server.stop().await.unwrap();
 }

@@ -82,3 +82,52 @@ async fn rest_status_metadata_predict_and_errors() {
     }
     server.stop().await.unwrap();
 }
+
+/// TensorFlow Serving's URL grammar and body handling: malformed paths are 400 naming the
+/// request, gzip bodies are inflated.
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_urls_and_bodies_as_tensorflow_serving() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnist");
+    let net = export_version(&base, 1, 7);
+    let server = TestServer::start(&["--model_name", "mnist", "--model_base_path", base.to_str().unwrap()]).await;
+    let rest = server.rest;
+    for (method, path, want) in [
+        ("GET", "/v1/models", "Missing model name in request."),
+        ("GET", "/v1/models/mnist/foo", "Malformed request: GET /v1/models/mnist/foo"),
+        ("GET", "/v1/models/mnist/versions/x", "Malformed request: GET /v1/models/mnist/versions/x"),
+        ("PUT", "/v1/models/mnist", "Malformed request: PUT /v1/models/mnist"),
+        ("POST", "/v1/models/mnist:explain", "Malformed request: POST /v1/models/mnist:explain"),
+        ("GET", "/v1/nothing", "Malformed request: GET /v1/nothing"),
+    ] {
+        let (code, r) = http(rest, method, path, "").await;
+        assert_eq!((code, r["error"].as_str()), (400, Some(want)), "{method} {path}");
+    }
+    assert_eq!(http(rest, "GET", "/v2/models/mnist", "").await.0, 404);
+
+    // gzip bodies: inflated, answered as the same body uncompressed.
+    let x = images(3);
+    let (classes, _) = expected(&net, &x);
+    let rows: Vec<&[f32]> = x.chunks(784).collect();
+    let body = json!({"instances": rows}).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let connect = || tokio::net::TcpStream::connect(rest);
+    let (code, _, answer) =
+        http_exchange(connect().await.unwrap(), "POST", "/v1/models/mnist:predict", &[("Content-Encoding", "gzip")], &gz).await;
+    assert_eq!(code, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let got: Vec<i64> = answer["predictions"].as_array().unwrap().iter().map(|p| p["classes"].as_i64().unwrap()).collect();
+    assert_eq!(got, classes);
+    let (code, _, answer) =
+        http_exchange(connect().await.unwrap(), "POST", "/v1/models/mnist:predict", &[("Content-Encoding", "gzip")], &gz[..gz.len() / 2])
+            .await;
+    assert!(code == 400 && answer.contains("gzip body"), "{code} {answer}");
+    let (code, _, answer) =
+        http_exchange(connect().await.unwrap(), "POST", "/v1/models/mnist:predict", &[("Content-Encoding", "br")], body.as_bytes()).await;
+    assert!(code == 400 && answer.contains("'br' is not supported"), "{code} {answer}");
+    server.stop().await.unwrap();
+}

@@ -1,6 +1,8 @@
 //! A served model on an ephemeral port, exports to serve, and gRPC clients for the tests.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -52,6 +54,14 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server with these flags (plus `--port 0`) on 127.0.0.1.
     pub async fn start(flags: &[&str]) -> Self {
+        let server = Self::spawn(flags).await;
+        server.wait_until_serving().await;
+        server
+    }
+
+    /// Like [`Self::start`] without waiting until it serves (plain-text health checks cannot
+    /// tell when a TLS server does).
+    pub async fn spawn(flags: &[&str]) -> Self {
         let mut args = vec!["server", "--port", "0"];
         args.extend_from_slice(flags);
         let options = server::cli::Options::try_parse_from(args).expect("valid flags");
@@ -63,9 +73,7 @@ impl TestServer {
         let task = tokio::spawn(server::serve(options, listener, Some(rest_listener), async {
             let _ = rx.await;
         }));
-        let server = Self { addr, rest, shutdown: Some(tx), task: Some(task) };
-        server.wait_until_serving().await;
-        server
+        Self { addr, rest, shutdown: Some(tx), task: Some(task) }
     }
 
     /// Waits until the server answers a health check (the listener accepts connections
@@ -125,17 +133,44 @@ pub fn predict_request(model: &str, version: Option<i64>, tensor: TensorProto) -
 
 /// One HTTP/1.1 request to the REST port: (status code, JSON body).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = http_exchange(tokio::net::TcpStream::connect(addr).await.unwrap(), method, path, &[], body.as_bytes()).await;
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+/// One HTTP/1.1 request with extra headers on `stream` (plain or TLS): (status, head, body).
+pub async fn http_exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    // A TLS peer may close without close_notify once the response is complete.
+    let _ = stream.read_to_end(&mut response).await;
     let text = String::from_utf8(response).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (status, head.to_string(), body.to_string())
+}
+
+/// The Prometheus scrape at `path` on the REST port.
+pub async fn scrape(addr: SocketAddr, path: &str) -> String {
+    let (status, head, body) = http_exchange(tokio::net::TcpStream::connect(addr).await.unwrap(), "GET", path, &[], b"").await;
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain"), "{head}");
+    body
+}
+
+/// The value of the sample whose line starts with `series` (name and labels), if any.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
 }

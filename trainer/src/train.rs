@@ -55,6 +55,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
 
     let mut network = Network::new(spec, device, tc.seed)?;
+    network.set_label_smoothing(tc.label_smoothing)?;
     tracing::info!(
         "model: {} layers, {} parameters; device {device_name}; {} training and {} test images; {} epochs of batch {}",
         network.spec().layers.len(),

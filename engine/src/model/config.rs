@@ -123,6 +123,9 @@ pub struct TrainConfig {
     /// Batch size for evaluation on the test set (does not change results).
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
+    /// e in [0, 1): train against `(1 - e) * onehot(label) + e / classes` (0: plain one-hot).
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub label_smoothing: f32,
 }
 
 fn default_epochs() -> usize {
@@ -152,6 +155,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             eval_batch_size: default_eval_batch(),
+            label_smoothing: 0.0,
         }
     }
 }
@@ -204,12 +208,38 @@ impl Default for OptimizerConfig {
     }
 }
 
-/// Learning-rate schedule over training steps.
+/// `[train.schedule]`: an optional linear warm-up, then the decay named by `type`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct ScheduleConfig {
+    #[serde(flatten)]
+    pub decay: DecayConfig,
+    /// Warm-up length in epochs (fractions allowed); at most one of this and `warmup_steps`.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub warmup_epochs: f32,
+    /// Warm-up length in training steps.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub warmup_steps: usize,
+}
+
+fn is_zero_f32(v: &f32) -> bool {
+    *v == 0.0
+}
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+impl From<DecayConfig> for ScheduleConfig {
+    fn from(decay: DecayConfig) -> Self {
+        Self { decay, warmup_epochs: 0.0, warmup_steps: 0 }
+    }
+}
+
+/// The learning rate after warm-up, over training steps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ScheduleConfig {
-    #[default]
-    Constant,
+pub enum DecayConfig {
+    /// `lr` throughout. (A struct variant, so that unknown keys are refused.)
+    Constant {},
     /// `lr * decay_rate ^ (epoch_progress / decay_epochs)`, smooth.
     Exponential {
         decay_rate: f32,
@@ -227,8 +257,35 @@ pub enum ScheduleConfig {
         #[serde(default)]
         min_learning_rate: f32,
     },
+    /// One-cycle (Smith and Topin; PyTorch's `OneCycleLR` with cosine annealing): from
+    /// `lr / div_factor` up to `lr` over the first `pct_start` of the run, then down to
+    /// `lr / div_factor / final_div_factor`. `lr` is the peak.
+    #[serde(alias = "one_cycle")]
+    Onecycle {
+        #[serde(default = "default_pct_start")]
+        pct_start: f32,
+        #[serde(default = "default_div_factor")]
+        div_factor: f32,
+        #[serde(default = "default_final_div_factor")]
+        final_div_factor: f32,
+    },
 }
 
+impl Default for DecayConfig {
+    fn default() -> Self {
+        DecayConfig::Constant {}
+    }
+}
+
+fn default_pct_start() -> f32 {
+    0.3
+}
+fn default_div_factor() -> f32 {
+    25.0
+}
+fn default_final_div_factor() -> f32 {
+    1e4
+}
 fn default_decay_epochs() -> f32 {
     1.0
 }
@@ -368,29 +425,72 @@ impl TrainConfig {
                 }
             }
         }
+        self.schedule.validate(self.learning_rate, self.epochs)?;
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(bad("train.label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing)));
+        }
+        Ok(())
+    }
+}
+
+impl ScheduleConfig {
+    fn validate(&self, learning_rate: f32, epochs: usize) -> Result<()> {
+        let positive = |key: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(bad(format!("train.schedule.{key}"), format!("must be a positive number, got {v}")))
+            }
+        };
         let rate = |v: f32| {
             if v > 0.0 && v <= 1.0 { Ok(()) } else { Err(bad("train.schedule.decay_rate", format!("must be in (0, 1], got {v}"))) }
         };
-        match &self.schedule {
-            ScheduleConfig::Constant => {}
-            ScheduleConfig::Exponential { decay_rate, decay_epochs } => {
+        match &self.decay {
+            DecayConfig::Constant {} => {}
+            DecayConfig::Exponential { decay_rate, decay_epochs } => {
                 rate(*decay_rate)?;
-                if !(decay_epochs.is_finite() && *decay_epochs > 0.0) {
-                    return Err(bad("train.schedule.decay_epochs", format!("must be a positive number, got {decay_epochs}")));
+                positive("decay_epochs", *decay_epochs)?;
+            }
+            DecayConfig::Step { decay_rate, step_epochs } => {
+                rate(*decay_rate)?;
+                if *step_epochs == 0 {
+                    return Err(bad("train.schedule.step_epochs", "must be at least 1, got 0"));
                 }
             }
-            ScheduleConfig::Step { decay_rate, step_epochs } => {
-                rate(*decay_rate)?;
-                positive("schedule.step_epochs", *step_epochs)?;
-            }
-            ScheduleConfig::Cosine { min_learning_rate } => {
-                if !(0.0..=self.learning_rate).contains(min_learning_rate) {
+            DecayConfig::Cosine { min_learning_rate } => {
+                if !(0.0..=learning_rate).contains(min_learning_rate) {
                     return Err(bad(
                         "train.schedule.min_learning_rate",
-                        format!("must be in [0, learning_rate = {}], got {min_learning_rate}", self.learning_rate),
+                        format!("must be in [0, learning_rate = {learning_rate}], got {min_learning_rate}"),
                     ));
                 }
             }
+            DecayConfig::Onecycle { pct_start, div_factor, final_div_factor } => {
+                if !(*pct_start > 0.0 && *pct_start < 1.0) {
+                    return Err(bad("train.schedule.pct_start", format!("must be in (0, 1), got {pct_start}")));
+                }
+                for (key, v) in [("div_factor", *div_factor), ("final_div_factor", *final_div_factor)] {
+                    if !(v.is_finite() && v >= 1.0) {
+                        return Err(bad(format!("train.schedule.{key}"), format!("must be a number of at least 1, got {v}")));
+                    }
+                }
+                if self.warmup_epochs != 0.0 || self.warmup_steps != 0 {
+                    let key = if self.warmup_epochs != 0.0 { "warmup_epochs" } else { "warmup_steps" };
+                    return Err(bad(
+                        format!("train.schedule.{key}"),
+                        "a one-cycle schedule warms up by itself (pct_start); leave warm-up out",
+                    ));
+                }
+            }
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0 && self.warmup_epochs < epochs as f32) {
+            return Err(bad(
+                "train.schedule.warmup_epochs",
+                format!("must be at least 0 and less than train.epochs = {epochs}, got {}", self.warmup_epochs),
+            ));
+        }
+        if self.warmup_epochs != 0.0 && self.warmup_steps != 0 {
+            return Err(bad("train.schedule.warmup_steps", "give warmup_epochs or warmup_steps, not both"));
         }
         Ok(())
     }

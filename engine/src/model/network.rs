@@ -79,6 +79,8 @@ pub struct Network {
     param_arena: Option<Tensor>,
     slot_lens: Vec<usize>,
     dropout_seed: u32,
+    /// The training loss's label smoothing (see [`Network::set_label_smoothing`]).
+    label_smoothing: f32,
 }
 
 impl Drop for Network {
@@ -187,11 +189,29 @@ impl Network {
         debug_assert_eq!(next_param, params.len());
         plan_fusion(&mut stages);
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, param_arena, slot_lens, dropout_seed })
+        Ok(Self { spec, device, stages, params, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0 })
     }
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// Trains against smoothed targets from now on: `(1 - e) * onehot(label) + e / classes` for
+    /// `label_smoothing` = e in [0, 1) (0, the default: plain one-hot cross-entropy). The loss the
+    /// training steps report is then the cross-entropy against those targets.
+    pub fn set_label_smoothing(&mut self, label_smoothing: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&label_smoothing) {
+            return Err(EngineError::Config {
+                path: "train.label_smoothing".into(),
+                message: format!("must be in [0, 1), got {label_smoothing}"),
+            });
+        }
+        self.label_smoothing = label_smoothing;
+        Ok(())
+    }
+
+    pub fn label_smoothing(&self) -> f32 {
+        self.label_smoothing
     }
 
     pub fn device(&self) -> &Device {
@@ -401,7 +421,7 @@ impl Network {
         let logits = self.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().expect("training workspace");
         let slot = ws.pending.len();
-        self.device.softmax_xent(n, self.num_classes(), &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, slot);
+        self.device.softmax_xent(n, self.num_classes(), self.label_smoothing, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, slot);
         ws.pending.push(n);
         self.backward(ws, opt.grads_mut(), n, step);
         opt.apply(&self.device, &mut self.params, self.param_arena.as_mut(), lr);
@@ -538,7 +558,7 @@ mod tests {
         net.forward(ws, n, Some(step));
         let logits = net.logits_slot();
         let mut dz = Tensor::zeros(&net.device, &[n * 10]);
-        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats, 0);
+        net.device.softmax_xent(n, 10, net.label_smoothing, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats, 0);
         ws.stats.to_host()[0] / n as f32
     }
 
@@ -556,7 +576,7 @@ mod tests {
         let base = loss(&net, &mut ws, &x, n, step);
         let logits = net.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().unwrap();
-        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, 0);
+        net.device.softmax_xent(n, 10, net.label_smoothing, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, 0);
         let mut grads: Vec<Tensor> = net.params.iter().map(|p| Tensor::zeros(&net.device, p.value.shape())).collect();
         net.backward(&mut ws, &mut grads, n, step);
         assert!(base.is_finite());

@@ -1,4 +1,5 @@
-//! The results picture: training / test loss and accuracy curves, and the confusion matrix.
+//! The results picture: training / test loss and accuracy curves, the confusion matrix, and the
+//! test digits the model got wrong most confidently.
 
 use std::path::Path;
 
@@ -7,13 +8,22 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
+use engine::data::Dataset;
+use engine::predictor::Mistake;
+
 use crate::report::Results;
 
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 1000;
+/// Width of the confusion matrix's quadrant; the mistakes take the rest of the bottom row.
+const CONFUSION_WIDTH: u32 = HEIGHT / 2 + 120;
+/// The grid of mistakes shown.
+const MISTAKE_COLUMNS: usize = 6;
+const MISTAKE_ROWS: usize = 3;
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
-pub fn write_png(path: &Path, results: &Results) -> anyhow::Result<()> {
+/// Draws `results` into a PNG at `path`; `test` is the data set the mistakes' indices refer to.
+pub fn write_png(path: &Path, results: &Results, test: &Dataset) -> anyhow::Result<()> {
     register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| anyhow!("cannot load the bundled font"))?;
     let mut pixels = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
@@ -32,7 +42,9 @@ pub fn write_png(path: &Path, results: &Results) -> anyhow::Result<()> {
         let (loss_area, acc_area) = top.split_horizontally(WIDTH / 2);
         draw_loss(&loss_area, results)?;
         draw_accuracy(&acc_area, results)?;
-        draw_confusion(&bottom, &results.confusion_matrix)?;
+        let (confusion_area, mistakes_area) = bottom.split_horizontally(CONFUSION_WIDTH);
+        draw_confusion(&confusion_area, &results.confusion_matrix)?;
+        draw_mistakes(&mistakes_area, &results.confident_mistakes, test)?;
         root.present().map_err(draw_err)?;
     }
     let img = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels).ok_or_else(|| anyhow!("image buffer size"))?;
@@ -103,9 +115,8 @@ fn draw_curves(
 
 fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
     let k = counts.len() as i32;
-    let (area, _) = area.split_horizontally(HEIGHT / 2 + 120);
     // Rows are drawn top-down: true class t sits at y = k - 1 - t.
-    let mut chart = ChartBuilder::on(&area)
+    let mut chart = ChartBuilder::on(area)
         .caption("confusion matrix (rows: true class, columns: predicted)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
@@ -151,6 +162,42 @@ fn draw_confusion(area: &Area, counts: &[Vec<u64>]) -> anyhow::Result<()> {
             let at = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
             chart.draw_series(std::iter::once(Text::new(c.to_string(), at, centered.clone()))).map_err(draw_err)?;
         }
+    }
+    Ok(())
+}
+
+/// The most confident mistakes as a grid of digits (dark on white, as written), each with its
+/// true and predicted class, the confidence and its index in the test set.
+fn draw_mistakes(area: &Area, mistakes: &[Mistake], test: &Dataset) -> anyhow::Result<()> {
+    let (width, height) = area.dim_in_pixel();
+    let (width, height) = (width as i32, height as i32);
+    let centered = |size: u32| ("sans-serif", size).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+    area.draw(&Text::new("most confident mistakes: true \u{2192} predicted", (width / 2, 8), centered(20))).map_err(draw_err)?;
+    if mistakes.is_empty() {
+        return area
+            .draw(&Text::new("none: every test image was classified correctly", (width / 2, height / 2), centered(16)))
+            .map_err(draw_err);
+    }
+    let top = 44;
+    let (cell_w, cell_h) = (width / MISTAKE_COLUMNS as i32, (height - top) / MISTAKE_ROWS as i32);
+    let (rows, cols) = (test.rows as i32, test.cols as i32);
+    let scale = ((cell_h - 44) / rows).min((cell_w - 8) / cols).max(1);
+    for (slot, m) in mistakes.iter().take(MISTAKE_COLUMNS * MISTAKE_ROWS).enumerate() {
+        let (cx, cy) = ((slot % MISTAKE_COLUMNS) as i32 * cell_w, top + (slot / MISTAKE_COLUMNS) as i32 * cell_h);
+        let (x0, y0) = (cx + (cell_w - cols * scale) / 2, cy);
+        for (i, &v) in test.image(m.index).iter().enumerate() {
+            let (r, c) = (i as i32 / cols, i as i32 % cols);
+            let shade = 255 - v;
+            let pixel = [(x0 + c * scale, y0 + r * scale), (x0 + (c + 1) * scale, y0 + (r + 1) * scale)];
+            area.draw(&Rectangle::new(pixel, RGBColor(shade, shade, shade).filled())).map_err(draw_err)?;
+        }
+        let frame = [(x0 - 1, y0 - 1), (x0 + cols * scale, y0 + rows * scale)];
+        area.draw(&Rectangle::new(frame, RGBColor(160, 160, 160))).map_err(draw_err)?;
+        let below = y0 + rows * scale + 4;
+        let classes = format!("{} \u{2192} {}", m.label, m.predicted);
+        area.draw(&Text::new(classes, (cx + cell_w / 2, below), centered(16))).map_err(draw_err)?;
+        let detail = format!("{:.1}%  #{}", 100.0 * m.probability, m.index);
+        area.draw(&Text::new(detail, (cx + cell_w / 2, below + 19), centered(13))).map_err(draw_err)?;
     }
     Ok(())
 }

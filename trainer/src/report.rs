@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use engine::metrics::ClassMetrics;
 use engine::model::Config;
+use engine::predictor::Mistake;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -50,6 +51,8 @@ pub struct Results {
     pub export_path: PathBuf,
     pub peak_rss_bytes: Option<u64>,
     pub loss_curve: Vec<CurvePoint>,
+    /// The final evaluation's most confident wrong predictions (test set indices).
+    pub confident_mistakes: Vec<Mistake>,
 }
 
 /// Writes JSON atomically: a reader, or a crash at any moment, sees the whole file or none.

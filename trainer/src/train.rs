@@ -212,8 +212,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         export_path: export_dir.clone(),
         peak_rss_bytes: peak_rss_bytes(),
         loss_curve: curve,
+        confident_mistakes: ev.confident_mistakes.clone(),
     };
-    let (json_path, png_path) = write_outputs(&args.result_dir, &results)?;
+    let (json_path, png_path) = write_outputs(&args.result_dir, &results, &test)?;
     tracing::info!("results written to {} and {}", json_path.display(), png_path.display());
     println!(
         "test accuracy {:.2}% (loss {:.4}); model {}; results {}",
@@ -244,12 +245,12 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn write_outputs(result_dir: &Path, results: &Results) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn write_outputs(result_dir: &Path, results: &Results, test: &Dataset) -> anyhow::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(result_dir).with_context(|| format!("cannot create {}", result_dir.display()))?;
     let json_path = result_dir.join(format!("{}.json", results.timestamp));
     let png_path = result_dir.join(format!("{}.png", results.timestamp));
     crate::report::write_json(&json_path, results)?;
-    crate::plot::write_png(&png_path, results).with_context(|| format!("cannot draw {}", png_path.display()))?;
+    crate::plot::write_png(&png_path, results, test).with_context(|| format!("cannot draw {}", png_path.display()))?;
     Ok((json_path, png_path))
 }
 

@@ -79,6 +79,15 @@ fn trains_exports_and_writes_results() {
 
     let png = std::fs::read(dir.path().join(format!("results/{stamp}.png"))).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The PNG's mistakes quadrant comes from these: wrong, test-set indices, most confident first.
+    let mistakes = results["confident_mistakes"].as_array().unwrap();
+    let wrong = total - (0..10).map(|i| cm[i][i].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(mistakes.len() as u64, wrong.min(engine::predictor::CONFIDENT_MISTAKES as u64));
+    for m in mistakes {
+        assert!(m["index"].as_u64().unwrap() < 200 && m["label"] != m["predicted"], "{m}");
+    }
+    let confidence: Vec<f64> = mistakes.iter().map(|m| m["probability"].as_f64().unwrap()).collect();
+    assert!(confidence.windows(2).all(|w| w[0] >= w[1]), "{confidence:?}");
 
     // evaluate the export: the same accuracy on the same 200... here on the full test set
     let data = repo().join("data/mnist");

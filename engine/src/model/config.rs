@@ -126,6 +126,75 @@ pub struct TrainConfig {
     /// e in [0, 1): train against `(1 - e) * onehot(label) + e / classes` (0: plain one-hot).
     #[serde(default, skip_serializing_if = "is_zero_f32")]
     pub label_smoothing: f32,
+    /// `[train.augment]`: random distortions of the training images (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentConfig>,
+}
+
+/// Random distortions of each training image, drawn anew every epoch (see `data::augment`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Largest shift in pixels along each axis: uniform in [-translation, translation].
+    #[serde(default)]
+    pub translation: f32,
+    /// Largest rotation in degrees: uniform in [-rotation, rotation].
+    #[serde(default)]
+    pub rotation: f32,
+    /// Largest relative change of size: a zoom uniform in [1 - scale, 1 + scale].
+    #[serde(default)]
+    pub scale: f32,
+    /// Elastic distortion (Simard et al., 2003): the strength of the displacement field in
+    /// pixels (0: none) ...
+    #[serde(default)]
+    pub elastic_alpha: f32,
+    /// ... and the standard deviation in pixels of the Gaussian that smooths it.
+    #[serde(default = "default_elastic_sigma")]
+    pub elastic_sigma: f32,
+}
+
+fn default_elastic_sigma() -> f32 {
+    4.0
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self { translation: 0.0, rotation: 0.0, scale: 0.0, elastic_alpha: 0.0, elastic_sigma: default_elastic_sigma() }
+    }
+}
+
+/// Largest `elastic_sigma`: the smoothing kernel spans 6 sigma, so this bounds its cost.
+pub const MAX_ELASTIC_SIGMA: f32 = 16.0;
+/// Largest `elastic_alpha` accepted.
+pub const MAX_ELASTIC_ALPHA: f32 = 1000.0;
+
+impl AugmentConfig {
+    /// Range checks; with `image` (`[height, width]`), also that a shift leaves part of the image.
+    pub fn validate(&self, image: Option<[usize; 2]>) -> Result<()> {
+        let key = |k: &str| format!("train.augment.{k}");
+        let within = |k: &str, v: f32, lo: f32, hi: f32, range: &str| {
+            if v.is_finite() && v >= lo && v <= hi { Ok(()) } else { Err(bad(key(k), format!("must be in {range}, got {v}"))) }
+        };
+        within("rotation", self.rotation, 0.0, 180.0, "[0, 180] (degrees)")?;
+        within("translation", self.translation, 0.0, f32::MAX, "[0, image size) (pixels)")?;
+        if !(0.0..1.0).contains(&self.scale) {
+            return Err(bad(key("scale"), format!("must be in [0, 1) (a zoom in [1 - scale, 1 + scale]), got {}", self.scale)));
+        }
+        within("elastic_alpha", self.elastic_alpha, 0.0, MAX_ELASTIC_ALPHA, &format!("[0, {MAX_ELASTIC_ALPHA}] (pixels)"))?;
+        if !(self.elastic_sigma.is_finite() && self.elastic_sigma > 0.0 && self.elastic_sigma <= MAX_ELASTIC_SIGMA) {
+            return Err(bad(key("elastic_sigma"), format!("must be in (0, {MAX_ELASTIC_SIGMA}] (pixels), got {}", self.elastic_sigma)));
+        }
+        if let Some([h, w]) = image {
+            let side = h.min(w);
+            if self.translation >= side as f32 {
+                return Err(bad(
+                    key("translation"),
+                    format!("must be less than the image's side ({side} pixels), got {}", self.translation),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_epochs() -> usize {
@@ -156,6 +225,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             eval_batch_size: default_eval_batch(),
             label_smoothing: 0.0,
+            augment: None,
         }
     }
 }
@@ -324,6 +394,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
+        if let Some(augment) = &self.train.augment {
+            let [h, w, _] = self.model.input_shape;
+            augment.validate(Some([h, w]))?;
+        }
         self.model_spec().map(|_| ())
     }
 
@@ -428,6 +502,9 @@ impl TrainConfig {
         self.schedule.validate(self.learning_rate, self.epochs)?;
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(bad("train.label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing)));
+        }
+        if let Some(augment) = &self.augment {
+            augment.validate(None)?;
         }
         Ok(())
     }

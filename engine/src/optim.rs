@@ -4,13 +4,17 @@
 use crate::backend::UpdateRule;
 use crate::cpu::optim::AdamStep;
 use crate::device::Device;
+use crate::error::Result;
 use crate::model::config::{DecayConfig, OptimizerConfig, ScheduleConfig};
+use crate::model::network::check_named_tensors;
 use crate::model::{Network, Param};
-use crate::tensor::Tensor;
+use crate::tensor::{HostTensor, Tensor};
 
 pub struct Optimizer {
     config: OptimizerConfig,
     weight_decay: f32,
+    /// The parameters' names, which name their state in a checkpoint.
+    param_names: Vec<String>,
     grads: Vec<Tensor>,
     state: Vec<Vec<Tensor>>,
     /// On a GPU: gradients and each state laid out as the parameters' arena, so one dispatch
@@ -38,7 +42,52 @@ impl Optimizer {
             state_arenas.extend(arena);
         }
         let arenas = grad_arena.map(|g| (g, state_arenas));
-        Self { config: config.clone(), weight_decay, grads, state, arenas, steps: 0 }
+        let param_names = network.params().iter().map(|p| p.name.clone()).collect();
+        Self { config: config.clone(), weight_decay, param_names, grads, state, arenas, steps: 0 }
+    }
+
+    /// Updates applied so far (Adam's bias correction depends on it).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Names of the per-parameter state tensors: momentum's velocity, Adam's two moments.
+    fn slot_names(&self) -> &'static [&'static str] {
+        match self.config {
+            OptimizerConfig::Sgd => &[],
+            OptimizerConfig::Momentum { .. } => &["velocity"],
+            OptimizerConfig::Adam { .. } | OptimizerConfig::Adamw { .. } => &["m", "v"],
+        }
+    }
+
+    /// The state a checkpoint saves to continue exactly: the update count and, per parameter,
+    /// its state tensors named `<parameter>.<slot>` (e.g. `conv1.weight.m`).
+    pub fn export_state(&self) -> OptimizerState {
+        let mut tensors = Vec::new();
+        for (name, slots) in self.param_names.iter().zip(&self.state) {
+            for (slot, t) in self.slot_names().iter().zip(slots) {
+                tensors.push((format!("{name}.{slot}"), t.shape().to_vec(), t.to_host()));
+            }
+        }
+        OptimizerState { steps: self.steps, tensors }
+    }
+
+    /// Restores what [`Self::export_state`] saved, for the same parameters and optimizer kind;
+    /// an error names the first tensor that differs.
+    pub fn import_state(&mut self, state: OptimizerState) -> Result<()> {
+        let mut expected = Vec::new();
+        for (name, slots) in self.param_names.iter().zip(&self.state) {
+            for (slot, t) in self.slot_names().iter().zip(slots) {
+                expected.push((format!("{name}.{slot}"), t.shape().to_vec()));
+            }
+        }
+        check_named_tensors("optimizer state", &expected, &state.tensors)?;
+        let targets = self.state.iter_mut().flat_map(|slots| slots.iter_mut());
+        for (t, (name, _, values)) in targets.zip(state.tensors) {
+            t.write_host(&name, &values)?;
+        }
+        self.steps = state.steps;
+        Ok(())
     }
 
     pub fn grads_mut(&mut self) -> &mut [Tensor] {
@@ -80,6 +129,14 @@ impl Optimizer {
             device.optimizer_update(rule, &mut p.value, g, s);
         }
     }
+}
+
+/// An optimizer's state in a checkpoint: updates applied and per-parameter tensors
+/// `(name, shape, values)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    pub steps: u64,
+    pub tensors: Vec<HostTensor>,
 }
 
 /// Learning rate at each step of a run: a linear warm-up (if any), then the decay, which starts

@@ -8,7 +8,7 @@ use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::optim::Optimizer;
 use crate::rng::{DropoutKey, SplitMix64};
-use crate::tensor::Tensor;
+use crate::tensor::{HostTensor, Tensor};
 
 /// Most values (f32 or u32) one CPU workspace holds, all buffers together (1 GiB): a larger
 /// batch is run in chunks.
@@ -238,6 +238,24 @@ impl Network {
     /// Reads every parameter back to the host: `(name, shape, values)`.
     pub fn export_params(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         self.params.iter().map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.to_host())).collect()
+    }
+
+    /// Everything a checkpoint saves to continue training this network exactly, as named
+    /// tensors: `(name, shape, values)`. Today its parameters; state that is not trained by
+    /// the optimizer (a layer's running statistics) belongs here too.
+    pub fn export_state(&self) -> Vec<HostTensor> {
+        self.export_params()
+    }
+
+    /// Restores what [`Self::export_state`] saved: the same names, in the same order, with the
+    /// same shapes, all values finite; an error names the first tensor that differs.
+    pub fn import_state(&mut self, state: Vec<HostTensor>) -> Result<()> {
+        let expected: Vec<(String, Vec<usize>)> = self.params.iter().map(|p| (p.name.clone(), p.value.shape().to_vec())).collect();
+        check_named_tensors("network state", &expected, &state)?;
+        for (p, (name, _, values)) in self.params.iter_mut().zip(state) {
+            p.value.write_host(&name, &values)?;
+        }
+        Ok(())
     }
 
     /// Buffers for batches of up to `capacity` examples; `training` adds gradient buffers.
@@ -496,6 +514,43 @@ fn plan_fusion(stages: &mut [Stage]) {
             stages[start..i].iter_mut().for_each(|s| s.backward_fused = true);
         }
     }
+}
+
+/// Checks `given` tensors against `expected` names and shapes, in order, and that every value is
+/// finite; errors name the tensor (`what` names the set when a count differs).
+pub(crate) fn check_named_tensors(what: &str, expected: &[(String, Vec<usize>)], given: &[HostTensor]) -> Result<()> {
+    if expected.len() != given.len() {
+        return Err(EngineError::Tensor {
+            name: what.into(),
+            message: format!("{} tensors were given, {} are expected ({})", given.len(), expected.len(), names(expected)),
+        });
+    }
+    for ((name, shape), (given_name, given_shape, values)) in expected.iter().zip(given) {
+        if name != given_name || shape != given_shape {
+            return Err(EngineError::Tensor {
+                name: given_name.clone(),
+                message: format!("expected '{name}' of shape {shape:?} here, got shape {given_shape:?}"),
+            });
+        }
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(EngineError::Tensor { name: name.clone(), message: format!("{} values for shape {shape:?}", values.len()) });
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(EngineError::Tensor {
+                name: name.clone(),
+                message: format!("holds {} at index {i}; values must be finite", values[i]),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn names(tensors: &[(String, Vec<usize>)]) -> String {
+    let mut list: Vec<&str> = tensors.iter().take(4).map(|(n, _)| n.as_str()).collect();
+    if tensors.len() > 4 {
+        list.push("...");
+    }
+    list.join(", ")
 }
 
 fn grad_pair(act_grads: &mut [Option<Tensor>], dy_slot: usize, dx_slot: usize) -> (&Tensor, &mut Tensor) {

@@ -201,3 +201,78 @@ fn draw_mistakes(area: &Area, mistakes: &[Mistake], test: &Dataset) -> anyhow::R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::EpochRecord;
+
+    fn results(mistakes: Vec<Mistake>) -> Results {
+        let config = engine::model::Config::parse(include_str!("../HyperParams.config")).unwrap();
+        let epoch = EpochRecord {
+            epoch: 1,
+            train_loss: 0.3,
+            train_accuracy: 0.9,
+            test_loss: 0.2,
+            test_accuracy: 0.95,
+            seconds: 1.0,
+            images_per_second: 100.0,
+            input_wait_seconds: 0.0,
+            eval_seconds: 0.1,
+            learning_rate: 1e-3,
+        };
+        Results {
+            timestamp: 1,
+            test_accuracy: 0.95,
+            test_loss: 0.2,
+            epochs: vec![epoch],
+            confusion_matrix: vec![vec![1; 10]; 10],
+            per_class: Vec::new(),
+            train_images: 10,
+            test_images: 40,
+            parameters: 1,
+            total_seconds: 1.0,
+            device: "cpu".into(),
+            threads: 1,
+            config_file: "c".into(),
+            config,
+            export_path: "e".into(),
+            resumed_from: None,
+            checkpoints: None,
+            peak_rss_bytes: None,
+            loss_curve: Vec::new(),
+            confident_mistakes: mistakes,
+        }
+    }
+
+    /// Dark pixels in the bottom-right quadrant, below its title.
+    fn dark_pixels_among_the_mistakes(path: &Path) -> usize {
+        let img = image::open(path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
+        img.enumerate_pixels().filter(|(x, y, p)| *x > CONFUSION_WIDTH + 10 && *y > HEIGHT / 2 + 90 && p.0[0] < 60).count()
+    }
+
+    #[test]
+    fn draws_the_mistakes_or_says_there_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        for (rows, cols) in [(28, 28), (8, 5)] {
+            let n = 40;
+            let test = Dataset {
+                images: (0..n * rows * cols).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect(),
+                labels: (0..n).map(|i| (i % 10) as u8).collect(),
+                rows,
+                cols,
+                images_path: "test".into(),
+            };
+            let mistakes: Vec<Mistake> = (0..30)
+                .map(|i| Mistake { index: i, label: i % 10, predicted: (i + 1) % 10, probability: 1.0 - i as f32 / 100.0 })
+                .collect();
+            let (with, without) = (dir.path().join(format!("with-{rows}.png")), dir.path().join(format!("without-{rows}.png")));
+            write_png(&with, &results(mistakes), &test).unwrap();
+            write_png(&without, &results(Vec::new()), &test).unwrap();
+            let (drawn, empty) = (dark_pixels_among_the_mistakes(&with), dark_pixels_among_the_mistakes(&without));
+            assert!(drawn > 18 * rows * cols, "{rows}x{cols}: {drawn} dark pixels where 18 digits go");
+            assert!(empty < drawn / 10, "{rows}x{cols}: {empty} dark pixels with no mistakes (a line of text)");
+        }
+    }
+}

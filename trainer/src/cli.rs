@@ -41,7 +41,8 @@ pub struct TrainArgs {
     /// trainer/HyperParams.config; with --resume, the checkpoint's config].
     #[arg(long = "config_file", visible_alias = "config-file", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
-    /// The export goes to <model_dir>/output/<unix-seconds>/.
+    /// The export goes to <model_dir>/output/<unix-seconds>/, checkpoints to
+    /// <model_dir>/checkpoints/<run>/.
     #[arg(long = "model_dir", visible_alias = "model-dir", value_name = "DIR", default_value = "trainer/models")]
     pub model_dir: PathBuf,
     /// Results go to <result_dir>/<unix-seconds>.json and .png.

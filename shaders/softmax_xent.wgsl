@@ -1,11 +1,14 @@
 // Softmax and cross-entropy over rows of logits: the fused loss (forward, backward and the
-// reduction into [loss sum, correct count] in one dispatch); inference probabilities and classes.
+// reduction into [loss sum, correct count] in one dispatch), with optional label smoothing;
+// inference probabilities and classes.
 
 struct Rows {
     n: u32,
     classes: u32,
     // Where the step's [loss sum, correct count] go in `stats` (in pairs).
     stats_slot: u32,
+    // e: the target is (1 - e) * onehot(label) + e / classes.
+    label_smoothing: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Rows;
@@ -33,6 +36,15 @@ fn row_max(base: u32) -> vec2<f32> {
     return vec2<f32>(best, f32(arg));
 }
 
+// Sum of the row's logits.
+fn logit_sum(base: u32) -> f32 {
+    var sum = 0.0;
+    for (var j = 0u; j < p.classes; j++) {
+        sum += logits[base + j];
+    }
+    return sum;
+}
+
 // Sum of exp(logit - max) over the row.
 fn exp_sum(base: u32, max_logit: f32) -> f32 {
     var sum = 0.0;
@@ -50,16 +62,23 @@ var<workgroup> partial: array<vec2<f32>, 256>;
 @compute @workgroup_size(256)
 fn xent(@builtin(local_invocation_index) li: u32) {
     let inv_n = 1.0 / f32(p.n);
+    // The smoothed target's value off and on the label.
+    let off = p.label_smoothing / f32(p.classes);
+    let on = 1.0 - p.label_smoothing + off;
     var acc = vec2<f32>(0.0, 0.0);
     for (var r = li; r < p.n; r += 256u) {
         let base = r * p.classes;
         let m = row_max(base);
         let sum = exp_sum(base, m.x);
         let label = labels[r];
-        acc += vec2<f32>(m.x + log(sum) - logits[base + label], select(0.0, 1.0, u32(m.y) == label));
+        var target_dot = logits[base + label];
+        if off != 0.0 {
+            target_dot = (1.0 - p.label_smoothing) * target_dot + off * logit_sum(base);
+        }
+        acc += vec2<f32>(m.x + log(sum) - target_dot, select(0.0, 1.0, u32(m.y) == label));
         for (var j = 0u; j < p.classes; j++) {
             let prob = exp(logits[base + j] - m.x) / sum;
-            dlogits[base + j] = (prob - select(0.0, 1.0, j == label)) * inv_n;
+            dlogits[base + j] = (prob - select(off, on, j == label)) * inv_n;
         }
     }
     partial[li] = acc;

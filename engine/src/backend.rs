@@ -529,13 +529,15 @@ impl Device {
         }
     }
 
-    /// Fused softmax + mean cross-entropy: writes `dlogits`, and `[loss sum, correct count]`
-    /// into pair `slot` of `stats` (left on the device until the caller reads it).
+    /// Fused softmax + mean cross-entropy against labels smoothed by `label_smoothing` (0: plain
+    /// one-hot targets): writes `dlogits`, and `[loss sum, correct count]` into pair `slot` of
+    /// `stats` (left on the device until the caller reads it).
     #[allow(clippy::too_many_arguments)]
     pub fn softmax_xent(
         &self,
         n: usize,
         classes: usize,
+        label_smoothing: f32,
         logits: &Tensor,
         labels: &Tensor<u32>,
         dlogits: &mut Tensor,
@@ -544,12 +546,21 @@ impl Device {
     ) {
         match self {
             Device::Cpu(_) => {
-                let (loss, correct) = cpu::softmax_xent::forward_backward(n, classes, logits.cpu(), labels.cpu(), dlogits.cpu_mut());
+                let (loss, correct) =
+                    cpu::softmax_xent::forward_backward(n, classes, label_smoothing, logits.cpu(), labels.cpu(), dlogits.cpu_mut());
                 stats.cpu_mut()[2 * slot..2 * slot + 2].copy_from_slice(&[loss, correct as f32]);
             }
-            Device::Gpu(d) => {
-                gpu::softmax_xent::forward_backward(&d.ctx, n, classes, logits.gpu(), labels.gpu(), dlogits.gpu(), stats.gpu(), slot)
-            }
+            Device::Gpu(d) => gpu::softmax_xent::forward_backward(
+                &d.ctx,
+                n,
+                classes,
+                label_smoothing,
+                logits.gpu(),
+                labels.gpu(),
+                dlogits.gpu(),
+                stats.gpu(),
+                slot,
+            ),
         }
     }
 

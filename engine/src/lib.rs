@@ -30,4 +30,4 @@ pub mod tensor;
 
 pub use device::{Device, DeviceKind};
 pub use error::{EngineError, Result};
-pub use tensor::Tensor;
+pub use tensor::{HostTensor, Tensor};

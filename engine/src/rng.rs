@@ -15,6 +15,11 @@ impl SplitMix64 {
         Self { state: seed }
     }
 
+    /// The generator's whole state: `SplitMix64::new(g.state())` continues where `g` is.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -129,6 +134,14 @@ mod tests {
         assert_eq!(same, 1000);
         let agree = (0..1000u32).filter(|&i| a.keep(i, 0.5) == b.keep(i, 0.5)).count();
         assert!(agree < 600, "masks of different steps agree on {agree}/1000");
+    }
+
+    #[test]
+    fn a_generator_continues_from_its_state() {
+        let mut a = SplitMix64::new(77);
+        a.next_u64();
+        let mut b = SplitMix64::new(a.state());
+        assert_eq!((0..10).map(|_| a.next_u64()).collect::<Vec<_>>(), (0..10).map(|_| b.next_u64()).collect::<Vec<_>>());
     }
 
     #[test]

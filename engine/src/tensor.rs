@@ -6,6 +6,9 @@ use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::gpu::{BufRef, GpuBuffer};
 
+/// A named tensor's copy on the host: `(name, shape, values)`.
+pub type HostTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Element types a tensor can hold.
 pub trait Element: bytemuck::Pod + Default + Send + Sync + 'static {}
 impl Element for f32 {}

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use engine::Device;
+use engine::data::Dataset;
 use engine::model::{Config, Network};
 use engine::optim::Optimizer;
 use engine::predictor::{Inference, Prediction};
@@ -92,5 +93,25 @@ fn steady_state() {
         FIRST_OFFENDER.lock().unwrap().clone().unwrap_or_default()
     );
     assert_eq!(out.classes.len(), 32);
+
+    // Evaluation allocates its buffers once per call, never per batch: 1 batch and 5 batches
+    // make the same number of allocations.
+    let mut evaluate_allocations = |images: usize| {
+        let data = Dataset {
+            images: (0..images * 784).map(|i| (i * 7 % 256) as u8).collect(),
+            labels: (0..images).map(|i| (i % 10) as u8).collect(),
+            rows: 28,
+            cols: 28,
+            images_path: "synthetic".into(),
+        };
+        OURS.store(0, Ordering::SeqCst);
+        WATCHING.store(true, Ordering::SeqCst);
+        let ev = inference.evaluate(&net, &data, |_| {}).unwrap();
+        WATCHING.store(false, Ordering::SeqCst);
+        assert_eq!(ev.confusion.total(), images as u64);
+        OURS.load(Ordering::SeqCst)
+    };
+    let (one, five) = (evaluate_allocations(32), evaluate_allocations(5 * 32));
+    assert_eq!(one, five, "evaluation allocations: {one} for one batch, {five} for five");
     eprintln!("allocations inside the gemm crate over 2 steps + 2 inference batches: {}", IN_GEMM.load(Ordering::SeqCst));
 }

@@ -175,3 +175,57 @@ fn new_layers_bad_values_name_their_key_or_layer() {
         assert!(e.contains(want), "{layers}: {e}");
     }
 }
+
+/// The reference config with its `[train.schedule]` table replaced by `schedule`.
+fn with_schedule(schedule: &str) -> String {
+    REFERENCE.replace("[train.schedule]\ntype = \"constant\"", &format!("[train.schedule]\n{schedule}"))
+}
+
+#[test]
+fn warmup_one_cycle_and_label_smoothing_parse() {
+    use engine::model::{DecayConfig, ScheduleConfig};
+    let c = Config::parse(&with_schedule("type = \"cosine\"\nwarmup_epochs = 0.5\nmin_learning_rate = 1e-5")).unwrap();
+    assert_eq!(
+        c.train.schedule,
+        ScheduleConfig { decay: DecayConfig::Cosine { min_learning_rate: 1e-5 }, warmup_epochs: 0.5, warmup_steps: 0 }
+    );
+    let c = Config::parse(&with_schedule("type = \"step\"\ndecay_rate = 0.5\nwarmup_steps = 100")).unwrap();
+    assert_eq!(c.train.schedule.warmup_steps, 100);
+    let c = Config::parse(&with_schedule("type = \"onecycle\"\npct_start = 0.2")).unwrap();
+    assert_eq!(c.train.schedule.decay, DecayConfig::Onecycle { pct_start: 0.2, div_factor: 25.0, final_div_factor: 1e4 });
+    let c = Config::parse(&REFERENCE.replace("seed = 1234", "seed = 1234\nlabel_smoothing = 0.1")).unwrap();
+    assert_eq!(c.train.label_smoothing, 0.1);
+    // The reference config has neither, and writes neither back (results and model files as before).
+    let reference = Config::parse(REFERENCE).unwrap();
+    assert_eq!(reference.train.schedule, ScheduleConfig::default());
+    let json = serde_json::to_value(&reference).unwrap();
+    assert_eq!(json["train"]["schedule"], serde_json::json!({"type": "constant"}));
+    assert!(json["train"].get("label_smoothing").is_none());
+    assert_eq!(Config::parse(&toml::to_string(&reference).unwrap()).unwrap(), reference, "a config written back parses to itself");
+}
+
+#[test]
+fn bad_schedule_and_smoothing_values_name_their_key() {
+    for (schedule, key) in [
+        ("type = \"cosine\"\nwarmup_epochs = 3", "train.schedule.warmup_epochs"),
+        ("type = \"cosine\"\nwarmup_epochs = -1", "train.schedule.warmup_epochs"),
+        ("type = \"constant\"\nwarmup_epochs = 1\nwarmup_steps = 10", "train.schedule.warmup_steps"),
+        ("type = \"onecycle\"\npct_start = 1.0", "train.schedule.pct_start"),
+        ("type = \"onecycle\"\ndiv_factor = 0.5", "train.schedule.div_factor"),
+        ("type = \"onecycle\"\nfinal_div_factor = -1", "train.schedule.final_div_factor"),
+        ("type = \"onecycle\"\nwarmup_steps = 10", "train.schedule.warmup_steps"),
+        ("type = \"exponential\"\ndecay_rate = 0.5\ndecay_epochs = 0", "train.schedule.decay_epochs"),
+        ("type = \"step\"\ndecay_rate = 0.5\nstep_epochs = 0", "train.schedule.step_epochs"),
+    ] {
+        let e = err(&with_schedule(schedule));
+        assert!(e.contains(key), "{schedule}: {e}");
+    }
+    let e = err(&with_schedule("type = \"constant\"\nwarmup_epoch = 1"));
+    assert!(e.contains("warmup_epoch"), "a misspelt key is refused: {e}");
+    let e = err(&with_schedule("type = \"cosine\"\nwarmup_epoch = 1"));
+    assert!(e.contains("warmup_epoch"), "a misspelt key is refused: {e}");
+    for v in ["1.0", "-0.1", "nan"] {
+        let e = err(&REFERENCE.replace("seed = 1234", &format!("seed = 1234\nlabel_smoothing = {v}")));
+        assert!(e.contains("train.label_smoothing"), "{v}: {e}");
+    }
+}

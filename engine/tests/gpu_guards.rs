@@ -151,7 +151,7 @@ fn pooling_loss_elementwise_and_optimizers_write_nothing_past_their_outputs() {
     let logits = guarded(d, &random(rows * classes, 13));
     let labels = Tensor::from_host(d, "labels", &[rows], &(0..rows as u32).map(|i| i % 10).collect::<Vec<_>>()).unwrap();
     let (mut dlogits, mut stats, mut outputs) = (zeros(d, rows * classes), zeros(d, 2), zeros(d, rows * (classes + 1)));
-    d.softmax_xent(rows, classes, &logits, &labels, &mut dlogits, &mut stats, 0);
+    d.softmax_xent(rows, classes, 0.1, &logits, &labels, &mut dlogits, &mut stats, 0);
     d.predict(rows, classes, &logits, &mut outputs);
     for (name, t) in [("dlogits", &dlogits), ("stats", &stats), ("outputs", &outputs)] {
         assert_guard(name, t);

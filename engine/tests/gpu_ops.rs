@@ -360,16 +360,18 @@ fn batchnorm_matches_cpu() {
 
 #[test]
 fn softmax_cross_entropy_matches_cpu() {
-    for (n, classes) in [(1, 10), (3, 3), (17, 10), (127, 10), (300, 1)] {
+    let cases =
+        [(1, 10, 0.0), (3, 3, 0.0), (17, 10, 0.0), (127, 10, 0.0), (300, 1, 0.0), (1, 10, 0.1), (17, 10, 0.1), (300, 10, 0.3), (5, 1, 0.5)];
+    for (n, classes, smoothing) in cases {
         let logits: Vec<f32> = random((n + 1) * classes, 16).iter().map(|v| v * 8.0).collect();
         let labels: Vec<u32> = (0..n as u32 + 1).map(|i| i * 7 % classes as u32).collect();
-        same_on_both(&format!("softmax xent n={n} classes={classes}"), 1e-5, 1e-5, |d| {
+        same_on_both(&format!("softmax xent n={n} classes={classes} label smoothing {smoothing}"), 1e-5, 1e-5, |d| {
             let lt = upload(d, "logits", &logits);
             let labels = Tensor::from_host(d, "labels", &[n + 1], &labels).unwrap();
             let mut dlogits = Tensor::zeros(d, &[n + 1, classes]);
             // The step's values go to pair 2 of the stats; the others stay untouched.
             let mut stats = upload(d, "stats", &[7.0; 8]);
-            d.softmax_xent(n, classes, &lt, &labels, &mut dlogits, &mut stats, 2);
+            d.softmax_xent(n, classes, smoothing, &lt, &labels, &mut dlogits, &mut stats, 2);
             let mut outputs = upload(d, "outputs", &vec![-1.0; (n + 1) * (classes + 1)]);
             d.predict(n, classes, &lt, &mut outputs);
             let stats = stats.to_host();

@@ -227,3 +227,31 @@ fn concurrent_inference_on_a_shared_device_matches_sequential() {
         }
     });
 }
+
+type TrainingState = (Vec<engine::HostTensor>, engine::optim::OptimizerState);
+
+/// `steps` training steps on the GPU from a saved state (or a fresh start); the states after.
+fn gpu_steps(start: Option<TrainingState>, steps: std::ops::Range<u32>) -> TrainingState {
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    let mut net = Network::new(spec, gpu_device(), 5).unwrap();
+    let mut opt = Optimizer::new(&net, &OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, 1e-4);
+    if let Some((network_state, optimizer_state)) = start {
+        net.import_state(network_state).unwrap();
+        opt.import_state(optimizer_state).unwrap();
+    }
+    let mut ws = net.workspace(17, true);
+    let (pixels, labels) = synthetic(17);
+    for step in steps {
+        net.train_step(&mut ws, &mut opt, &pixels, &labels, 3e-3, step);
+    }
+    (net.export_state(), opt.export_state())
+}
+
+/// State read back from the GPU's packed parameter and optimizer arenas and written into a new
+/// network's continues the run exactly.
+#[test]
+fn exported_state_continues_gpu_training_exactly() {
+    let whole = gpu_steps(None, 0..6);
+    let resumed = gpu_steps(Some(gpu_steps(None, 0..3)), 3..6);
+    assert!(resumed == whole, "resumed GPU training differs from uninterrupted training");
+}

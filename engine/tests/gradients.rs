@@ -177,28 +177,65 @@ fn dropout_backward_uses_the_forward_mask() {
     check_gradient("dropout dx", &x, &dx, 1e-2, 1e-3, 1e-2, forward);
 }
 
+/// The fused loss with plain and smoothed targets: its value against an f64 reference of
+/// `-sum_j target_j * log_softmax_j` with `target = (1 - e) * onehot + e / k`, and its gradient
+/// against finite differences of that value.
 #[test]
 fn softmax_cross_entropy_backward() {
     let d = Device::cpu();
     let (n, k) = (4, 10);
     let logits: Vec<f32> = random(n * k, 11).iter().map(|v| v * 3.0).collect();
-    let labels = Tensor::<u32>::from_host(&d, "labels", &[n], &[3, 0, 9, 3]).unwrap();
-    let run = |z: &[f32]| {
-        let mut dz = Tensor::zeros(&d, &[n * k]);
-        let mut stats = Tensor::zeros(&d, &[2]);
-        d.softmax_xent(n, k, &t(&d, &[n * k], z), &labels, &mut dz, &mut stats, 0);
-        (stats.to_host(), dz.to_host())
-    };
-    let (stats, dz) = run(&logits);
-    // Reference loss in f64.
-    let mut want = 0.0f64;
-    for (row, &l) in logits.chunks(k).zip(&[3usize, 0, 9, 3]) {
-        let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
-        let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-        want += lse - row[l] as f64;
+    let label_values = [3usize, 0, 9, 3];
+    let labels = Tensor::<u32>::from_host(&d, "labels", &[n], &label_values.map(|l| l as u32)).unwrap();
+    for smoothing in [0.0f32, 0.1, 0.45, 0.9] {
+        let run = |z: &[f32]| {
+            let mut dz = Tensor::zeros(&d, &[n * k]);
+            let mut stats = Tensor::zeros(&d, &[2]);
+            d.softmax_xent(n, k, smoothing, &t(&d, &[n * k], z), &labels, &mut dz, &mut stats, 0);
+            (stats.to_host(), dz.to_host())
+        };
+        let (stats, dz) = run(&logits);
+        let mut want = 0.0f64;
+        for (row, &l) in logits.chunks(k).zip(&label_values) {
+            let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            for (j, &v) in row.iter().enumerate() {
+                let target = (1.0 - smoothing as f64) * (j == l) as u8 as f64 + smoothing as f64 / k as f64;
+                want += target * (lse - v as f64);
+            }
+        }
+        assert!((stats[0] as f64 - want).abs() < 1e-4, "smoothing {smoothing}: loss {} vs {want}", stats[0]);
+        let what = format!("softmax-xent dlogits, smoothing {smoothing}");
+        check_gradient(&what, &logits, &dz, 1e-2, 5e-4, 1e-2, |z| run(z).0[0] / n as f32);
+        // Each row's gradient sums to zero (softmax and target both sum to one).
+        for row in dz.chunks(k) {
+            assert!(row.iter().sum::<f32>().abs() < 1e-6, "{what}: row sums to {}", row.iter().sum::<f32>());
+        }
     }
-    assert!((stats[0] as f64 - want).abs() < 1e-4, "loss {} vs {want}", stats[0]);
-    check_gradient("softmax-xent dlogits", &logits, &dz, 1e-2, 5e-4, 1e-2, |z| run(z).0[0] / n as f32);
+}
+
+/// Smoothing 0 is the plain cross-entropy bit for bit (so configs without it train as before).
+#[test]
+fn zero_label_smoothing_is_the_plain_loss_exactly() {
+    let d = Device::cpu();
+    let (n, k) = (5, 10);
+    let logits: Vec<f32> = random(n * k, 12).iter().map(|v| v * 5.0).collect();
+    let labels: Vec<u32> = vec![1, 4, 4, 9, 0];
+    let (mut dz, mut stats) = (vec![0.0; n * k], 0.0f64);
+    for ((row, d), &l) in logits.chunks(k).zip(dz.chunks_mut(k)).zip(&labels) {
+        let m = row.iter().cloned().fold(f32::MIN, f32::max);
+        let sum: f32 = row.iter().map(|v| (v - m).exp()).sum();
+        stats += (m + sum.ln() - row[l as usize]) as f64;
+        for (j, (dv, v)) in d.iter_mut().zip(row).enumerate() {
+            *dv = ((v - m).exp() / sum - (j == l as usize) as u32 as f32) * (1.0 / n as f32);
+        }
+    }
+    let labels = Tensor::<u32>::from_host(&d, "labels", &[n], &labels).unwrap();
+    let mut got_dz = Tensor::zeros(&d, &[n * k]);
+    let mut got_stats = Tensor::zeros(&d, &[2]);
+    d.softmax_xent(n, k, 0.0, &t(&d, &[n * k], &logits), &labels, &mut got_dz, &mut got_stats, 0);
+    assert_eq!(got_dz.to_host(), dz);
+    assert_eq!(got_stats.to_host()[0], stats as f32);
 }
 
 #[test]

@@ -117,3 +117,64 @@ fn short_real_mnist_run_beats_90_percent() {
     assert!(eval.accuracy > 0.90, "test accuracy {} after 6,000 images", eval.accuracy);
     assert_eq!(eval.confusion.total(), 10_000);
 }
+
+type TrainingState = (Vec<engine::HostTensor>, engine::optim::OptimizerState);
+
+/// Trains `steps` steps of SMALL_CNN on `device` from `start` (a network and optimizer state
+/// to continue from, or a fresh start), returning both states after.
+fn continue_training(device: Device, start: Option<TrainingState>, steps: std::ops::Range<u32>) -> TrainingState {
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    let adam = OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    let mut net = Network::new(spec, device, 42).unwrap();
+    let mut opt = Optimizer::new(&net, &adam, 1e-4);
+    if let Some((network_state, optimizer_state)) = start {
+        net.import_state(network_state).unwrap();
+        opt.import_state(optimizer_state).unwrap();
+    }
+    let mut ws = net.workspace(20, true);
+    let (pixels, labels) = synthetic(20);
+    for s in steps {
+        net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-3, s);
+    }
+    (net.export_state(), opt.export_state())
+}
+
+/// Saving the network's and optimizer's state after 5 steps and continuing in a new network
+/// gives the weights and moments of 10 uninterrupted steps, bit for bit.
+#[test]
+fn exported_state_continues_training_bit_for_bit() {
+    let whole = continue_training(Device::cpu(), None, 0..10);
+    let half = continue_training(Device::cpu(), None, 0..5);
+    assert_eq!(half.1.steps, 5);
+    assert_eq!(half.1.tensors.len(), 2 * half.0.len(), "Adam keeps two moments per parameter");
+    assert!(half.1.tensors.iter().any(|(name, _, _)| name == "conv1.weight.m"), "state named after its parameter");
+    let resumed = continue_training(Device::cpu(), Some(half), 5..10);
+    assert!(resumed == whole, "resumed training differs from uninterrupted training");
+    assert_ne!(continue_training(Device::cpu(), None, 0..9).0, whole.0, "the comparison sees one step");
+}
+
+#[test]
+fn mismatched_state_is_refused_naming_the_tensor() {
+    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    let mut net = Network::new(spec, Device::cpu(), 1).unwrap();
+    let good = net.export_state();
+    let mut renamed = good.clone();
+    renamed[1].0 = "conv9.bias".into();
+    let e = net.import_state(renamed).unwrap_err().to_string();
+    assert!(e.contains("conv9.bias") && e.contains("conv1.bias"), "{e}");
+    let mut reshaped = good.clone();
+    reshaped[0].1 = vec![3, 3, 1, 5];
+    assert!(net.import_state(reshaped).unwrap_err().to_string().contains("conv1.weight"));
+    let mut nan = good.clone();
+    nan[2].2[7] = f32::NAN;
+    let e = net.import_state(nan).unwrap_err().to_string();
+    assert!(e.contains(&good[2].0) && e.contains("index 7"), "{e}");
+    let e = net.import_state(good[..3].to_vec()).unwrap_err().to_string();
+    assert!(e.contains("network state") && e.contains("3 tensors"), "{e}");
+    // A momentum optimizer's state does not fit Adam.
+    let momentum = Optimizer::new(&net, &OptimizerConfig::Momentum { momentum: 0.9, nesterov: false }, 0.0).export_state();
+    let mut adam = Optimizer::new(&net, &OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, 0.0);
+    let e = adam.import_state(momentum).unwrap_err().to_string();
+    assert!(e.contains("optimizer state"), "{e}");
+    net.import_state(good).unwrap();
+}

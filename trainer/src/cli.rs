@@ -37,10 +37,12 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Hyperparameter config (TOML): architecture and training settings.
-    #[arg(long = "config_file", visible_alias = "config-file", value_name = "FILE", default_value = "trainer/HyperParams.config")]
-    pub config_file: PathBuf,
-    /// The export goes to <model_dir>/output/<unix-seconds>/.
+    /// Hyperparameter config (TOML): architecture and training settings [default:
+    /// trainer/HyperParams.config; with --resume, the checkpoint's config].
+    #[arg(long = "config_file", visible_alias = "config-file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// The export goes to <model_dir>/output/<unix-seconds>/, checkpoints to
+    /// <model_dir>/checkpoints/<run>/.
     #[arg(long = "model_dir", visible_alias = "model-dir", value_name = "DIR", default_value = "trainer/models")]
     pub model_dir: PathBuf,
     /// Results go to <result_dir>/<unix-seconds>.json and .png.
@@ -60,15 +62,42 @@ pub struct TrainArgs {
     /// Override train.seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Train on the first N training images only (quick runs).
+    /// Train on the first N training images only (quick runs; with --resume, the checkpoint's).
     #[arg(long = "train_limit", visible_alias = "train-limit", value_name = "N")]
     pub train_limit: Option<usize>,
-    /// Evaluate on the first N test images only (quick runs).
+    /// Evaluate on the first N test images only (quick runs; with --resume, the checkpoint's).
     #[arg(long = "test_limit", visible_alias = "test-limit", value_name = "N")]
     pub test_limit: Option<usize>,
+    /// Continue the run saved in a checkpoint: DIR is one checkpoint
+    /// (<model_dir>/checkpoints/<run>/epoch-0001) or a run's directory (its last checkpoint).
+    /// The checkpoint's config is used, with the overrides above; a --config_file given too
+    /// must have the same architecture. With the same device and threads, the result is
+    /// bitwise the one of an uninterrupted run.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Checkpoints (written to <model_dir>/checkpoints/<run>/ after every epoch and when
+    /// training stops early) kept per run: the newest N. 0 writes none.
+    #[arg(long = "keep_checkpoints", visible_alias = "keep-checkpoints", value_name = "N", default_value_t = 2)]
+    pub keep_checkpoints: usize,
+    /// Stop once N epochs of the run are complete: write a checkpoint, export nothing, exit 0
+    /// (continue later with --resume).
+    #[arg(long = "stop_after_epochs", visible_alias = "stop-after-epochs", value_name = "N")]
+    pub stop_after_epochs: Option<usize>,
+    /// Stop before training step N of the run (counted from 0 over all epochs), as Ctrl-C
+    /// would but exiting 0: a checkpoint in the middle of an epoch.
+    #[arg(long = "stop_after_steps", visible_alias = "stop-after-steps", value_name = "N")]
+    pub stop_after_steps: Option<u64>,
+    /// Threads that prepare (with [train.augment]: distort) the training batches ahead of the
+    /// step [default: 1 with --device cpu, whose cores train; every core with a GPU].
+    /// The images do not depend on it.
+    #[arg(long = "augment_threads", visible_alias = "augment-threads", value_name = "N")]
+    pub augment_threads: Option<usize>,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
+
+/// The config used when neither --config_file nor --resume gives one.
+pub const DEFAULT_CONFIG_FILE: &str = "trainer/HyperParams.config";
 
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {

@@ -37,6 +37,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
             "test_images": test.len(),
             "confusion_matrix": ev.confusion.counts,
             "per_class": ev.confusion.per_class(),
+            "confident_mistakes": ev.confident_mistakes,
             "device": device_name,
             "seconds": seconds,
             "inference": timing,

@@ -1,10 +1,14 @@
 //! `trainer`: trains the configurable MNIST CNN from a hyperparameter config, evaluates it on the
 //! test set after every epoch, and exports a servable model.
 
+mod batches;
+mod checkpoint;
 mod cli;
 mod evaluate;
 mod plot;
+mod progress;
 mod report;
+mod session;
 mod train;
 
 use std::process::ExitCode;

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use engine::metrics::ClassMetrics;
 use engine::model::Config;
-use serde::Serialize;
+use engine::predictor::Mistake;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
@@ -17,12 +18,14 @@ pub struct EpochRecord {
     /// Training time of the epoch (evaluation excluded).
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Time the training steps waited for prepared batches (augmentation falling behind).
+    pub input_wait_seconds: f64,
     pub eval_seconds: f64,
     pub learning_rate: f64,
 }
 
 /// Training loss / accuracy averaged over a window of steps, for the plot.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CurvePoint {
     pub epoch: f64,
     pub step: u64,
@@ -42,14 +45,21 @@ pub struct Results {
     pub train_images: usize,
     pub test_images: usize,
     pub parameters: usize,
+    /// Training and evaluation time of the whole run, earlier runs it was resumed from included.
     pub total_seconds: f64,
     pub device: String,
     pub threads: usize,
     pub config_file: PathBuf,
     pub config: Config,
     pub export_path: PathBuf,
+    /// The checkpoint this run continued from, if any.
+    pub resumed_from: Option<PathBuf>,
+    /// Where this run's checkpoints are, if it wrote any.
+    pub checkpoints: Option<PathBuf>,
     pub peak_rss_bytes: Option<u64>,
     pub loss_curve: Vec<CurvePoint>,
+    /// The final evaluation's most confident wrong predictions (test set indices).
+    pub confident_mistakes: Vec<Mistake>,
 }
 
 /// Writes JSON atomically: a reader, or a crash at any moment, sees the whole file or none.

@@ -79,6 +79,15 @@ fn trains_exports_and_writes_results() {
 
     let png = std::fs::read(dir.path().join(format!("results/{stamp}.png"))).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The PNG's mistakes quadrant comes from these: wrong, test-set indices, most confident first.
+    let mistakes = results["confident_mistakes"].as_array().unwrap();
+    let wrong = total - (0..10).map(|i| cm[i][i].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(mistakes.len() as u64, wrong.min(engine::predictor::CONFIDENT_MISTAKES as u64));
+    for m in mistakes {
+        assert!(m["index"].as_u64().unwrap() < 200 && m["label"] != m["predicted"], "{m}");
+    }
+    let confidence: Vec<f64> = mistakes.iter().map(|m| m["probability"].as_f64().unwrap()).collect();
+    assert!(confidence.windows(2).all(|w| w[0] >= w[1]), "{confidence:?}");
 
     // evaluate the export: the same accuracy on the same 200... here on the full test set
     let data = repo().join("data/mnist");
@@ -223,7 +232,21 @@ fn help_explains_the_flags() {
     let out = trainer(&["--help"]);
     assert!(out.status.success());
     let t = text(&out);
-    for flag in ["--config_file", "--model_dir", "--result_dir", "--data_dir", "--epochs", "--batch_size", "--device", "evaluate"] {
+    for flag in [
+        "--config_file",
+        "--model_dir",
+        "--result_dir",
+        "--data_dir",
+        "--epochs",
+        "--batch_size",
+        "--device",
+        "evaluate",
+        "--resume",
+        "--keep_checkpoints",
+        "--stop_after_epochs",
+        "--stop_after_steps",
+        "--augment_threads",
+    ] {
         assert!(t.contains(flag), "--help lacks {flag}");
     }
 }
@@ -266,6 +289,219 @@ fn ctrl_c_stops_cleanly_without_an_export() {
     let exported = dir.path().join("models/output");
     assert!(!exported.exists() || exported.read_dir().unwrap().next().is_none(), "nothing in {}", exported.display());
     assert!(!dir.path().join("results").exists());
+
+    // ... but a checkpoint where it stopped, named in the log, which a run continues from.
+    let checkpoints = checkpoints_of(&dir.path().join("models"));
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    let checkpoint = &checkpoints[0];
+    assert!(rest.iter().any(|l| l.contains(&format!("--resume {}", checkpoint.display()))), "{rest:?}");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(checkpoint.join("checkpoint.json")).unwrap()).unwrap();
+    let step = meta["position"]["epochs_done"].as_u64().unwrap() * 600 + meta["position"]["step_in_epoch"].as_u64().unwrap();
+    // One more step from there (on the same 60,000 images), then stop as asked.
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["--resume", checkpoint.to_str().unwrap(), "--stop_after_steps", &(step + 1).to_string()])
+        .args(["--data_dir", repo.join("data/mnist").to_str().unwrap(), "--device", "cpu"])
+        .args(["--model_dir", dir.path().join("models").to_str().unwrap()])
+        .args(["--result_dir", dir.path().join("results").to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("stopped as asked"), "{}", text(&out));
+    assert_eq!(checkpoints_of(&dir.path().join("models")).len(), 2);
+}
+
+/// Every checkpoint under `<models>/checkpoints/<run>/`, in order of run and position.
+fn checkpoints_of(models: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for run in std::fs::read_dir(models.join("checkpoints")).into_iter().flatten() {
+        for c in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            let c = c.unwrap().path();
+            if !c.file_name().unwrap().to_string_lossy().starts_with('.') {
+                found.push(c);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn the_export(models: &Path) -> PathBuf {
+    let exports: Vec<PathBuf> = std::fs::read_dir(models.join("output")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    exports[0].clone()
+}
+
+fn results_of(dir: &Path) -> serde_json::Value {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap()
+}
+
+/// A results file's epochs and curve without the timings, which differ from run to run.
+fn measured(results: &serde_json::Value) -> serde_json::Value {
+    let mut epochs = results["epochs"].clone();
+    for e in epochs.as_array_mut().unwrap() {
+        for timing in ["seconds", "images_per_second", "eval_seconds", "input_wait_seconds"] {
+            e.as_object_mut().unwrap().remove(timing);
+        }
+    }
+    serde_json::json!({"epochs": epochs, "loss_curve": results["loss_curve"], "mistakes": results["confident_mistakes"]})
+}
+
+fn resume(dir: &Path, checkpoint: &Path, extra: &[&str]) -> Output {
+    let data = repo().join("data/mnist");
+    let mut args =
+        vec!["--resume", checkpoint.to_str().unwrap(), "--data_dir", data.to_str().unwrap(), "--device", "cpu", "--threads", "2"];
+    let (models, results) = (dir.join("models"), dir.join("results"));
+    args.extend(["--model_dir", models.to_str().unwrap(), "--result_dir", results.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    trainer(&args)
+}
+
+/// The resume test: 2 epochs on 300 images, stopped after epoch 1 and resumed, give the
+/// weights file of an uninterrupted 2-epoch run byte for byte, and the same results.
+#[test]
+fn a_run_resumed_after_epoch_1_matches_an_uninterrupted_run_bit_for_bit() {
+    let (whole, parts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = quick_train(whole.path(), &["--epochs", "2", "--threads", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = quick_train(parts.path(), &["--epochs", "2", "--threads", "2", "--stop_after_epochs", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!parts.path().join("models/output").exists() && !parts.path().join("results").exists(), "stopped before exporting");
+    let checkpoints = checkpoints_of(&parts.path().join("models"));
+    assert_eq!(checkpoints.iter().map(|c| c.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["epoch-0001"]);
+    for file in ["checkpoint.json", "state.safetensors"] {
+        assert!(checkpoints[0].join(file).is_file(), "{file}");
+    }
+    // The run's directory resumes its last checkpoint.
+    let out = resume(parts.path(), checkpoints[0].parent().unwrap(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let (a, b) = (the_export(&whole.path().join("models")), the_export(&parts.path().join("models")));
+    let (wa, wb) = (std::fs::read(a.join("weights.safetensors")).unwrap(), std::fs::read(b.join("weights.safetensors")).unwrap());
+    assert!(wa == wb, "the resumed run's weights differ from the uninterrupted run's");
+    let (ra, rb) = (results_of(whole.path()), results_of(parts.path()));
+    assert_eq!(measured(&ra), measured(&rb));
+    assert_eq!(ra["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(Path::new(rb["resumed_from"].as_str().unwrap()), checkpoints[0]);
+}
+
+/// Stopped in the middle of an epoch (as Ctrl-C stops it), with augmentation, label smoothing
+/// and a warm-up before a cosine decay: the resumed run still matches bit for bit.
+#[test]
+fn a_run_resumed_mid_epoch_with_augmentation_matches_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("augmented.config");
+    let reference = std::fs::read_to_string(repo().join("trainer/HyperParams.config")).unwrap();
+    let augmented = reference.replace("seed = 1234", "seed = 1234\nlabel_smoothing = 0.1").replace(
+        "[train.schedule]\ntype = \"constant\"",
+        "[train.schedule]\ntype = \"cosine\"\nwarmup_steps = 2\n\n[train.augment]\ntranslation = 2\nrotation = 10\nscale = 0.1\nelastic_alpha = 34",
+    );
+    assert_ne!(augmented, reference);
+    std::fs::write(&config, augmented).unwrap();
+    let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
+    let common = ["--config_file", config.to_str().unwrap(), "--epochs", "2", "--threads", "2"];
+    let out = quick_train(&whole, &[&common[..], &["--augment_threads", "1"]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    // 300 images in batches of 100: 3 steps an epoch; stop before step 4 (the second of epoch 2).
+    let out = quick_train(&parts, &[&common[..], &["--stop_after_steps", "4", "--augment_threads", "3"]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let checkpoints = checkpoints_of(&parts.join("models"));
+    assert_eq!(checkpoints.last().unwrap().file_name().unwrap(), "epoch-0001-step-000001", "{checkpoints:?}");
+    let out = resume(&parts, checkpoints.last().unwrap(), &["--augment_threads", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let weights = |models: &Path| std::fs::read(the_export(models).join("weights.safetensors")).unwrap();
+    assert!(weights(&whole.join("models")) == weights(&parts.join("models")), "the resumed run's weights differ");
+    assert_eq!(measured(&results_of(&whole)), measured(&results_of(&parts)));
+    assert_eq!(results_of(&parts)["config"]["train"]["augment"]["rotation"], 10.0);
+}
+
+/// A run with the tiny CNN (quick), checkpoints kept per --keep_checkpoints.
+fn tiny_run(dir: &Path, extra: &[&str]) -> Output {
+    let config = dir.join("tiny.config");
+    std::fs::write(&config, format!("{SMALL_MODEL}\n[train]\nbatch_size = 50\n")).unwrap();
+    quick_train(dir, &[&["--config_file", config.to_str().unwrap()], extra].concat())
+}
+
+#[test]
+fn old_checkpoints_are_pruned_and_none_are_written_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tiny_run(dir.path(), &["--epochs", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let names: Vec<String> =
+        checkpoints_of(&dir.path().join("models")).iter().map(|c| c.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["epoch-0002", "epoch-0003"], "the newest 2 by default");
+    let results = results_of(dir.path());
+    assert!(Path::new(results["checkpoints"].as_str().unwrap()).is_dir());
+
+    let none = tempfile::tempdir().unwrap();
+    let out = tiny_run(none.path(), &["--epochs", "2", "--keep_checkpoints", "0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!none.path().join("models/checkpoints").exists());
+    assert!(results_of(none.path())["checkpoints"].is_null());
+}
+
+#[test]
+fn bad_or_mismatched_checkpoints_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tiny_run(dir.path(), &["--epochs", "3", "--stop_after_epochs", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let checkpoint = checkpoints_of(&dir.path().join("models")).pop().unwrap();
+    assert_eq!(checkpoint.file_name().unwrap(), "epoch-0002");
+    let refused = |out: Output, words: &[&str]| {
+        let t = text(&out);
+        assert!(!out.status.success() && !t.contains("panicked"), "{t}");
+        for w in words {
+            assert!(t.contains(w), "'{w}' missing from: {t}");
+        }
+        assert!(!dir.path().join("models/output").exists(), "nothing exported");
+    };
+    // Another architecture given with --config_file.
+    let reference = repo().join("trainer/HyperParams.config");
+    refused(resume(dir.path(), &checkpoint, &["--config_file", reference.to_str().unwrap()]), &["HyperParams.config", "architecture"]);
+    // Other training data.
+    refused(resume(dir.path(), &checkpoint, &["--train_limit", "200"]), &["checkpoint.json", "300 training images"]);
+    // Fewer epochs than it has trained.
+    refused(resume(dir.path(), &checkpoint, &["--epochs", "1"]), &["checkpoint.json", "has trained 2 epochs", "train.epochs is 1"]);
+    // No checkpoint there; a parent of runs names them.
+    refused(resume(dir.path(), dir.path(), &[]), &["holds no checkpoint"]);
+    refused(resume(dir.path(), &dir.path().join("models/checkpoints"), &[]), &["holds no checkpoint", "pass one of the runs"]);
+
+    // A damaged state file.
+    let copy = |name: &str| {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["checkpoint.json", "state.safetensors"] {
+            std::fs::copy(checkpoint.join(f), to.join(f)).unwrap();
+        }
+        to
+    };
+    let damaged = copy("damaged");
+    let mut state = std::fs::read(damaged.join("state.safetensors")).unwrap();
+    let last = state.len() - 1;
+    state[last] ^= 0x55;
+    std::fs::write(damaged.join("state.safetensors"), state).unwrap();
+    refused(resume(dir.path(), &damaged, &[]), &["state.safetensors", "sha256"]);
+    // A checkpoint.json whose architecture is not the one the state was saved from.
+    let edited = copy("edited");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(edited.join("checkpoint.json")).unwrap()).unwrap();
+    meta["config"]["model"]["layers"][0]["filters"] = 5.into();
+    std::fs::write(edited.join("checkpoint.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    refused(resume(dir.path(), &edited, &[]), &["state.safetensors", "does not fit the architecture", "conv1.weight"]);
+    // Not a checkpoint file at all.
+    let garbage = copy("garbage");
+    std::fs::write(garbage.join("checkpoint.json"), "{\"format\": 3}").unwrap();
+    refused(resume(dir.path(), &garbage, &[]), &["garbage/checkpoint.json", "not a valid checkpoint"]);
+
+    // The untouched checkpoint still resumes.
+    let out = resume(dir.path(), &checkpoint, &[]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// Writes an IDX image file of `n` `rows`x`cols` images and its label file (labels `i % 10`).

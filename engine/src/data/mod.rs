@@ -1,5 +1,6 @@
-//! Training data: the IDX file format and the MNIST sets built on it.
+//! Training data: the IDX file format, the MNIST sets built on it, and augmentation.
 
+pub mod augment;
 pub mod idx;
 pub mod mnist;
 

@@ -65,19 +65,38 @@ pub struct WeightsInfo {
 
 /// Writes `network` as `<parent>/<name>/` atomically and returns that directory.
 pub fn write(parent: &Path, name: &str, network: &Network, training: serde_json::Value, created_unix: u64) -> Result<PathBuf> {
+    write_dir_atomically(parent, name, "an export", |tmp| write_files(tmp, network, training, created_unix))
+}
+
+/// Creates `<parent>/<name>/` so that a reader, or a crash at any moment, sees the whole
+/// directory or none: `fill` writes the files (each synced, e.g. with [`write_synced`]) into a
+/// hidden sibling, which is then renamed into place and the rename synced. An existing `name`
+/// is never overwritten (`what` names it in the error).
+pub fn write_dir_atomically(parent: &Path, name: &str, what: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
     fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, format!("cannot create directory: {e}")))?;
     let target = parent.join(name);
     if target.exists() {
-        return Err(EngineError::io(&target, "already exists; refusing to overwrite an export"));
+        return Err(EngineError::io(&target, format!("already exists; refusing to overwrite {what}")));
     }
     remove_stale_partials(parent);
     let tmp = parent.join(format!(".{name}{PARTIAL}{}", std::process::id()));
-    let result = write_files(&tmp, network, training, created_unix)
-        .and_then(|()| fs::rename(&tmp, &target).map_err(|e| EngineError::io(&target, format!("cannot move export into place: {e}"))));
+    let result = fs::create_dir_all(&tmp)
+        .map_err(|e| EngineError::io(&tmp, e))
+        .and_then(|()| fill(&tmp))
+        .and_then(|()| fs::rename(&tmp, &target).map_err(|e| EngineError::io(&target, format!("cannot move {what} into place: {e}"))))
+        .and_then(|()| sync_dir(parent));
     if result.is_err() {
         let _ = fs::remove_dir_all(&tmp);
     }
     result.map(|()| target)
+}
+
+/// Makes a rename in `dir` durable (a no-op where directories cannot be opened).
+fn sync_dir(dir: &Path) -> Result<()> {
+    match fs::File::open(dir) {
+        Ok(d) => d.sync_all().map_err(|e| EngineError::io(dir, format!("cannot sync the directory: {e}"))),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Marks a hidden work-in-progress sibling: `.<name>.partial-<pid>`.
@@ -117,7 +136,6 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_files(dir: &Path, network: &Network, training: serde_json::Value, created_unix: u64) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let params = network.export_params();
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
         params.iter().map(|(name, shape, values)| (name.clone(), shape.clone(), bytemuck::cast_slice(values).to_vec())).collect();
@@ -161,7 +179,8 @@ fn write_files(dir: &Path, network: &Network, training: serde_json::Value, creat
     write_synced(&dir.join(MODEL_FILE), &json)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a new file at `path` and syncs it to disk.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(path).map_err(|e| EngineError::io(path, e))?;
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| EngineError::io(path, e))
 }

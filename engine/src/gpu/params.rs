@@ -60,7 +60,7 @@ kernel_params! {
 }
 
 kernel_params! {
-    Rows in "softmax_xent.wgsl" { n: u32, classes: u32, stats_slot: u32 }
+    Rows in "softmax_xent.wgsl" { n: u32, classes: u32, stats_slot: u32, label_smoothing: f32 }
 }
 
 kernel_params! {

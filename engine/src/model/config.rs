@@ -237,6 +237,78 @@ pub struct TrainConfig {
     /// Batch size for evaluation on the test set (does not change results).
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
+    /// e in [0, 1): train against `(1 - e) * onehot(label) + e / classes` (0: plain one-hot).
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub label_smoothing: f32,
+    /// `[train.augment]`: random distortions of the training images (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentConfig>,
+}
+
+/// Random distortions of each training image, drawn anew every epoch (see `data::augment`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Largest shift in pixels along each axis: uniform in [-translation, translation].
+    #[serde(default)]
+    pub translation: f32,
+    /// Largest rotation in degrees: uniform in [-rotation, rotation].
+    #[serde(default)]
+    pub rotation: f32,
+    /// Largest relative change of size: a zoom uniform in [1 - scale, 1 + scale].
+    #[serde(default)]
+    pub scale: f32,
+    /// Elastic distortion (Simard et al., 2003): the strength of the displacement field in
+    /// pixels (0: none) ...
+    #[serde(default)]
+    pub elastic_alpha: f32,
+    /// ... and the standard deviation in pixels of the Gaussian that smooths it.
+    #[serde(default = "default_elastic_sigma")]
+    pub elastic_sigma: f32,
+}
+
+fn default_elastic_sigma() -> f32 {
+    4.0
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self { translation: 0.0, rotation: 0.0, scale: 0.0, elastic_alpha: 0.0, elastic_sigma: default_elastic_sigma() }
+    }
+}
+
+/// Largest `elastic_sigma`: the smoothing kernel spans 6 sigma, so this bounds its cost.
+pub const MAX_ELASTIC_SIGMA: f32 = 16.0;
+/// Largest `elastic_alpha` accepted.
+pub const MAX_ELASTIC_ALPHA: f32 = 1000.0;
+
+impl AugmentConfig {
+    /// Range checks; with `image` (`[height, width]`), also that a shift leaves part of the image.
+    pub fn validate(&self, image: Option<[usize; 2]>) -> Result<()> {
+        let key = |k: &str| format!("train.augment.{k}");
+        let within = |k: &str, v: f32, lo: f32, hi: f32, range: &str| {
+            if v.is_finite() && v >= lo && v <= hi { Ok(()) } else { Err(bad(key(k), format!("must be in {range}, got {v}"))) }
+        };
+        within("rotation", self.rotation, 0.0, 180.0, "[0, 180] (degrees)")?;
+        within("translation", self.translation, 0.0, f32::MAX, "[0, image size) (pixels)")?;
+        if !(0.0..1.0).contains(&self.scale) {
+            return Err(bad(key("scale"), format!("must be in [0, 1) (a zoom in [1 - scale, 1 + scale]), got {}", self.scale)));
+        }
+        within("elastic_alpha", self.elastic_alpha, 0.0, MAX_ELASTIC_ALPHA, &format!("[0, {MAX_ELASTIC_ALPHA}] (pixels)"))?;
+        if !(self.elastic_sigma.is_finite() && self.elastic_sigma > 0.0 && self.elastic_sigma <= MAX_ELASTIC_SIGMA) {
+            return Err(bad(key("elastic_sigma"), format!("must be in (0, {MAX_ELASTIC_SIGMA}] (pixels), got {}", self.elastic_sigma)));
+        }
+        if let Some([h, w]) = image {
+            let side = h.min(w);
+            if self.translation >= side as f32 {
+                return Err(bad(
+                    key("translation"),
+                    format!("must be less than the image's side ({side} pixels), got {}", self.translation),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_epochs() -> usize {
@@ -266,6 +338,8 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             eval_batch_size: default_eval_batch(),
+            label_smoothing: 0.0,
+            augment: None,
         }
     }
 }
@@ -318,12 +392,38 @@ impl Default for OptimizerConfig {
     }
 }
 
-/// Learning-rate schedule over training steps.
+/// `[train.schedule]`: an optional linear warm-up, then the decay named by `type`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct ScheduleConfig {
+    #[serde(flatten)]
+    pub decay: DecayConfig,
+    /// Warm-up length in epochs (fractions allowed); at most one of this and `warmup_steps`.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub warmup_epochs: f32,
+    /// Warm-up length in training steps.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub warmup_steps: usize,
+}
+
+fn is_zero_f32(v: &f32) -> bool {
+    *v == 0.0
+}
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+impl From<DecayConfig> for ScheduleConfig {
+    fn from(decay: DecayConfig) -> Self {
+        Self { decay, warmup_epochs: 0.0, warmup_steps: 0 }
+    }
+}
+
+/// The learning rate after warm-up, over training steps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ScheduleConfig {
-    #[default]
-    Constant,
+pub enum DecayConfig {
+    /// `lr` throughout. (A struct variant, so that unknown keys are refused.)
+    Constant {},
     /// `lr * decay_rate ^ (epoch_progress / decay_epochs)`, smooth.
     Exponential {
         decay_rate: f32,
@@ -341,8 +441,35 @@ pub enum ScheduleConfig {
         #[serde(default)]
         min_learning_rate: f32,
     },
+    /// One-cycle (Smith and Topin; PyTorch's `OneCycleLR` with cosine annealing): from
+    /// `lr / div_factor` up to `lr` over the first `pct_start` of the run, then down to
+    /// `lr / div_factor / final_div_factor`. `lr` is the peak.
+    #[serde(alias = "one_cycle")]
+    Onecycle {
+        #[serde(default = "default_pct_start")]
+        pct_start: f32,
+        #[serde(default = "default_div_factor")]
+        div_factor: f32,
+        #[serde(default = "default_final_div_factor")]
+        final_div_factor: f32,
+    },
 }
 
+impl Default for DecayConfig {
+    fn default() -> Self {
+        DecayConfig::Constant {}
+    }
+}
+
+fn default_pct_start() -> f32 {
+    0.3
+}
+fn default_div_factor() -> f32 {
+    25.0
+}
+fn default_final_div_factor() -> f32 {
+    1e4
+}
 fn default_decay_epochs() -> f32 {
     1.0
 }
@@ -381,6 +508,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
+        if let Some(augment) = &self.train.augment {
+            let [h, w, _] = self.model.input_shape;
+            augment.validate(Some([h, w]))?;
+        }
         self.model_spec().map(|_| ())
     }
 
@@ -505,29 +636,75 @@ impl TrainConfig {
                 }
             }
         }
+        self.schedule.validate(self.learning_rate, self.epochs)?;
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(bad("train.label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing)));
+        }
+        if let Some(augment) = &self.augment {
+            augment.validate(None)?;
+        }
+        Ok(())
+    }
+}
+
+impl ScheduleConfig {
+    fn validate(&self, learning_rate: f32, epochs: usize) -> Result<()> {
+        let positive = |key: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(bad(format!("train.schedule.{key}"), format!("must be a positive number, got {v}")))
+            }
+        };
         let rate = |v: f32| {
             if v > 0.0 && v <= 1.0 { Ok(()) } else { Err(bad("train.schedule.decay_rate", format!("must be in (0, 1], got {v}"))) }
         };
-        match &self.schedule {
-            ScheduleConfig::Constant => {}
-            ScheduleConfig::Exponential { decay_rate, decay_epochs } => {
+        match &self.decay {
+            DecayConfig::Constant {} => {}
+            DecayConfig::Exponential { decay_rate, decay_epochs } => {
                 rate(*decay_rate)?;
-                if !(decay_epochs.is_finite() && *decay_epochs > 0.0) {
-                    return Err(bad("train.schedule.decay_epochs", format!("must be a positive number, got {decay_epochs}")));
+                positive("decay_epochs", *decay_epochs)?;
+            }
+            DecayConfig::Step { decay_rate, step_epochs } => {
+                rate(*decay_rate)?;
+                if *step_epochs == 0 {
+                    return Err(bad("train.schedule.step_epochs", "must be at least 1, got 0"));
                 }
             }
-            ScheduleConfig::Step { decay_rate, step_epochs } => {
-                rate(*decay_rate)?;
-                positive("schedule.step_epochs", *step_epochs)?;
-            }
-            ScheduleConfig::Cosine { min_learning_rate } => {
-                if !(0.0..=self.learning_rate).contains(min_learning_rate) {
+            DecayConfig::Cosine { min_learning_rate } => {
+                if !(0.0..=learning_rate).contains(min_learning_rate) {
                     return Err(bad(
                         "train.schedule.min_learning_rate",
-                        format!("must be in [0, learning_rate = {}], got {min_learning_rate}", self.learning_rate),
+                        format!("must be in [0, learning_rate = {learning_rate}], got {min_learning_rate}"),
                     ));
                 }
             }
+            DecayConfig::Onecycle { pct_start, div_factor, final_div_factor } => {
+                if !(*pct_start > 0.0 && *pct_start < 1.0) {
+                    return Err(bad("train.schedule.pct_start", format!("must be in (0, 1), got {pct_start}")));
+                }
+                for (key, v) in [("div_factor", *div_factor), ("final_div_factor", *final_div_factor)] {
+                    if !(v.is_finite() && v >= 1.0) {
+                        return Err(bad(format!("train.schedule.{key}"), format!("must be a number of at least 1, got {v}")));
+                    }
+                }
+                if self.warmup_epochs != 0.0 || self.warmup_steps != 0 {
+                    let key = if self.warmup_epochs != 0.0 { "warmup_epochs" } else { "warmup_steps" };
+                    return Err(bad(
+                        format!("train.schedule.{key}"),
+                        "a one-cycle schedule warms up by itself (pct_start); leave warm-up out",
+                    ));
+                }
+            }
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0 && self.warmup_epochs < epochs as f32) {
+            return Err(bad(
+                "train.schedule.warmup_epochs",
+                format!("must be at least 0 and less than train.epochs = {epochs}, got {}", self.warmup_epochs),
+            ));
+        }
+        if self.warmup_epochs != 0.0 && self.warmup_steps != 0 {
+            return Err(bad("train.schedule.warmup_steps", "give warmup_epochs or warmup_steps, not both"));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ pub mod spec;
 pub mod validate;
 pub mod workspace;
 
-pub use config::{Config, OptimizerConfig, ScheduleConfig, TrainConfig};
+pub use config::{AugmentConfig, Config, DecayConfig, OptimizerConfig, ScheduleConfig, TrainConfig};
 pub use network::{Network, Param, StepStats};
 pub use spec::{LayerKind, LayerSpec, ModelSpec, Shape};
 pub use workspace::Workspace;

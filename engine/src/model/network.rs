@@ -9,7 +9,7 @@ use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::optim::Optimizer;
 use crate::rng::{DropoutKey, SplitMix64};
-use crate::tensor::Tensor;
+use crate::tensor::{HostTensor, Tensor};
 
 /// Most values (f32 or u32) one CPU workspace holds, all buffers together (1 GiB): a larger
 /// batch is run in chunks.
@@ -126,6 +126,8 @@ pub struct Network {
     param_arena: Option<Tensor>,
     slot_lens: Vec<usize>,
     dropout_seed: u32,
+    /// The training loss's label smoothing (see [`Network::set_label_smoothing`]).
+    label_smoothing: f32,
 }
 
 impl Drop for Network {
@@ -256,11 +258,29 @@ impl Network {
         debug_assert_eq!((next_param, next_state), (params.len(), state.len()));
         plan_fusion(&mut stages);
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed })
+        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0 })
     }
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// Trains against smoothed targets from now on: `(1 - e) * onehot(label) + e / classes` for
+    /// `label_smoothing` = e in [0, 1) (0, the default: plain one-hot cross-entropy). The loss the
+    /// training steps report is then the cross-entropy against those targets.
+    pub fn set_label_smoothing(&mut self, label_smoothing: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&label_smoothing) {
+            return Err(EngineError::Config {
+                path: "train.label_smoothing".into(),
+                message: format!("must be in [0, 1), got {label_smoothing}"),
+            });
+        }
+        self.label_smoothing = label_smoothing;
+        Ok(())
+    }
+
+    pub fn label_smoothing(&self) -> f32 {
+        self.label_smoothing
     }
 
     pub fn device(&self) -> &Device {
@@ -293,6 +313,25 @@ impl Network {
     /// `(name, shape, values)` ([`Network::from_params`] takes them back).
     pub fn export_params(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         self.params.iter().chain(&self.state).map(|p| (p.name.clone(), p.value.shape().to_vec(), p.value.to_host())).collect()
+    }
+
+    /// Everything a checkpoint saves to continue training this network exactly, as named
+    /// tensors: `(name, shape, values)`: its parameters and the state the optimizer does not
+    /// train (batch normalisations' running averages).
+    pub fn export_state(&self) -> Vec<HostTensor> {
+        self.export_params()
+    }
+
+    /// Restores what [`Self::export_state`] saved: the same names, in the same order, with the
+    /// same shapes, all values finite; an error names the first tensor that differs.
+    pub fn import_state(&mut self, state: Vec<HostTensor>) -> Result<()> {
+        let expected: Vec<(String, Vec<usize>)> =
+            self.params.iter().chain(&self.state).map(|p| (p.name.clone(), p.value.shape().to_vec())).collect();
+        check_named_tensors("network state", &expected, &state)?;
+        for (p, (name, _, values)) in self.params.iter_mut().chain(self.state.iter_mut()).zip(state) {
+            p.value.write_host(&name, &values)?;
+        }
+        Ok(())
     }
 
     /// Buffers for batches of up to `capacity` examples; `training` adds gradient buffers.
@@ -551,7 +590,7 @@ impl Network {
         let logits = self.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().expect("training workspace");
         let slot = ws.pending.len();
-        self.device.softmax_xent(n, self.num_classes(), &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, slot);
+        self.device.softmax_xent(n, self.num_classes(), self.label_smoothing, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, slot);
         ws.pending.push(n);
         self.backward(ws, opt.grads_mut(), n, step);
         opt.apply(&self.device, &mut self.params, self.param_arena.as_mut(), lr);
@@ -641,6 +680,43 @@ fn fuse(run: &[Stage]) -> Option<Fused> {
     (dropouts <= 1 && commutes && fused != Fused::default()).then_some(fused)
 }
 
+/// Checks `given` tensors against `expected` names and shapes, in order, and that every value is
+/// finite; errors name the tensor (`what` names the set when a count differs).
+pub(crate) fn check_named_tensors(what: &str, expected: &[(String, Vec<usize>)], given: &[HostTensor]) -> Result<()> {
+    if expected.len() != given.len() {
+        return Err(EngineError::Tensor {
+            name: what.into(),
+            message: format!("{} tensors were given, {} are expected ({})", given.len(), expected.len(), names(expected)),
+        });
+    }
+    for ((name, shape), (given_name, given_shape, values)) in expected.iter().zip(given) {
+        if name != given_name || shape != given_shape {
+            return Err(EngineError::Tensor {
+                name: given_name.clone(),
+                message: format!("expected '{name}' of shape {shape:?} here, got shape {given_shape:?}"),
+            });
+        }
+        if values.len() != shape.iter().product::<usize>() {
+            return Err(EngineError::Tensor { name: name.clone(), message: format!("{} values for shape {shape:?}", values.len()) });
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(EngineError::Tensor {
+                name: name.clone(),
+                message: format!("holds {} at index {i}; values must be finite", values[i]),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn names(tensors: &[(String, Vec<usize>)]) -> String {
+    let mut list: Vec<&str> = tensors.iter().take(4).map(|(n, _)| n.as_str()).collect();
+    if tensors.len() > 4 {
+        list.push("...");
+    }
+    list.join(", ")
+}
+
 fn grad_pair(act_grads: &mut [Option<Tensor>], dy_slot: usize, dx_slot: usize) -> (&Tensor, &mut Tensor) {
     let (dy, dx) = pair(act_grads, dy_slot, dx_slot);
     (dy.as_ref().expect("training workspace"), dx.as_mut().expect("training workspace"))
@@ -701,7 +777,7 @@ mod tests {
         net.forward(ws, n, Some(step));
         let logits = net.logits_slot();
         let mut dz = Tensor::zeros(&net.device, &[n * 10]);
-        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats, 0);
+        net.device.softmax_xent(n, 10, net.label_smoothing, &ws.acts[logits], &ws.labels, &mut dz, &mut ws.stats, 0);
         ws.stats.to_host()[0] / n as f32
     }
 
@@ -768,7 +844,7 @@ mod tests {
         let base = loss(&mut net, &mut ws, &x, n, step);
         let logits = net.logits_slot();
         let dlogits = ws.act_grads[logits].as_mut().unwrap();
-        net.device.softmax_xent(n, 10, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, 0);
+        net.device.softmax_xent(n, 10, net.label_smoothing, &ws.acts[logits], &ws.labels, dlogits, &mut ws.stats, 0);
         let mut grads: Vec<Tensor> = net.params.iter().map(|p| Tensor::zeros(&net.device, p.value.shape())).collect();
         net.backward(&mut ws, &mut grads, n, step);
         assert!(base.is_finite());

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::SMALL_CNN;
+use common::{EVERY_LAYER_CNN, SMALL_CNN};
 use engine::Device;
 use engine::data::{Dataset, Split};
 use engine::model::{Config, Network, OptimizerConfig};
@@ -123,7 +123,11 @@ type TrainingState = (Vec<engine::HostTensor>, engine::optim::OptimizerState);
 /// Trains `steps` steps of SMALL_CNN on `device` from `start` (a network and optimizer state
 /// to continue from, or a fresh start), returning both states after.
 fn continue_training(device: Device, start: Option<TrainingState>, steps: std::ops::Range<u32>) -> TrainingState {
-    let spec = Config::parse(SMALL_CNN).unwrap().model_spec().unwrap();
+    continue_training_of(SMALL_CNN, device, start, steps)
+}
+
+fn continue_training_of(config: &str, device: Device, start: Option<TrainingState>, steps: std::ops::Range<u32>) -> TrainingState {
+    let spec = Config::parse(config).unwrap().model_spec().unwrap();
     let adam = OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
     let mut net = Network::new(spec, device, 42).unwrap();
     let mut opt = Optimizer::new(&net, &adam, 1e-4);
@@ -151,6 +155,16 @@ fn exported_state_continues_training_bit_for_bit() {
     let resumed = continue_training(Device::cpu(), Some(half), 5..10);
     assert!(resumed == whole, "resumed training differs from uninterrupted training");
     assert_ne!(continue_training(Device::cpu(), None, 0..9).0, whole.0, "the comparison sees one step");
+}
+
+/// The same with batch normalisations: their running averages are part of the saved state.
+#[test]
+fn exported_state_with_running_averages_continues_training_bit_for_bit() {
+    let whole = continue_training_of(EVERY_LAYER_CNN, Device::cpu(), None, 0..6);
+    let half = continue_training_of(EVERY_LAYER_CNN, Device::cpu(), None, 0..3);
+    assert!(half.0.iter().any(|(name, _, _)| name == "batchnorm2.moving_mean"), "running averages are saved");
+    let resumed = continue_training_of(EVERY_LAYER_CNN, Device::cpu(), Some(half), 3..6);
+    assert!(resumed == whole, "resumed training differs from uninterrupted training");
 }
 
 #[test]

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::random;
-use engine::backend::{Activation, Conv2dGeometry, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
+use common::{conv, random};
+use engine::backend::{Activation, Dropout, Epilogue, GradMask, PoolGeometry, UpdateRule};
 use engine::cpu::optim::AdamStep;
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
@@ -33,24 +33,6 @@ fn assert_guard(what: &str, t: &Tensor) {
     let guard = &v[v.len() - GUARD..];
     if let Some(i) = guard.iter().position(|&x| x.to_bits() != SENTINEL.to_bits()) {
         panic!("{what}: guard value {i} after the data was overwritten with {}", guard[i]);
-    }
-}
-
-fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride: usize, pad: usize) -> Conv2dGeometry {
-    let out = |i: usize| (i + 2 * pad - kernel) / stride + 1;
-    Conv2dGeometry {
-        in_h: in_hw.0,
-        in_w: in_hw.1,
-        in_c,
-        out_h: out(in_hw.0),
-        out_w: out(in_hw.1),
-        out_c,
-        kernel_h: kernel,
-        kernel_w: kernel,
-        stride_h: stride,
-        stride_w: stride,
-        pad_top: pad,
-        pad_left: pad,
     }
 }
 

@@ -3,10 +3,8 @@
 
 mod common;
 
-use common::{distinct, random, same_on_both};
-use engine::backend::{
-    Activation, Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, NormGeometry, NormParams, PoolGeometry, UpdateRule,
-};
+use common::{conv, distinct, random, same_on_both};
+use engine::backend::{Activation, ConvInput, Dropout, Epilogue, GradMask, NormGeometry, NormParams, PoolGeometry, UpdateRule};
 use engine::cpu::optim::AdamStep;
 use engine::rng::DropoutKey;
 use engine::{Device, Tensor};
@@ -32,24 +30,6 @@ fn epilogues() -> Vec<Epilogue> {
 /// The epilogues whose gradient masks multiply by exact values (0, 1, alpha, the dropout scale).
 fn exact_epilogues() -> Vec<Epilogue> {
     epilogues().into_iter().filter(|e| e.activation.is_none_or(|f| f.commutes_with_dropout())).collect()
-}
-
-fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride: usize, pad: usize) -> Conv2dGeometry {
-    let out = |i: usize| (i + 2 * pad - kernel) / stride + 1;
-    Conv2dGeometry {
-        in_h: in_hw.0,
-        in_w: in_hw.1,
-        in_c,
-        out_h: out(in_hw.0),
-        out_w: out(in_hw.1),
-        out_c,
-        kernel_h: kernel,
-        kernel_w: kernel,
-        stride_h: stride,
-        stride_w: stride,
-        pad_top: pad,
-        pad_left: pad,
-    }
 }
 
 #[test]

@@ -60,6 +60,10 @@ fn main() -> ExitCode {
     server::memory::return_freed_memory_to_the_system();
     server::logging::init();
     let options = Options::parse();
+    if let Err(e) = engine::cpu::threads::configure(None) {
+        eprintln!("server: error: cannot start the engine's threads: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -152,12 +152,12 @@ impl Cli {
 }
 
 impl ComputeArgs {
-    /// Sizes rayon's global pool (before anything uses it).
+    /// Sizes rayon's global pool (before anything uses it), its workers flushing denormals.
     pub fn configure_threads(&self) -> anyhow::Result<()> {
         if let Some(t) = self.threads {
             anyhow::ensure!(t >= 1, "--threads must be at least 1");
-            rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
         }
+        engine::cpu::threads::configure(self.threads)?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub mod gemm;
 pub mod optim;
 pub mod pool;
 pub mod softmax_xent;
+pub mod threads;
 pub mod winograd;
 
 /// Number of chunks a batch of `n` items is split into (fixed for a given thread count).

@@ -97,3 +97,22 @@ pub fn same_on_both(name: &str, atol: f32, rtol: f32, body: impl Fn(&engine::Dev
 /// feature, average and global average pooling, each activation as a layer and as a key, and a
 /// sigmoid before a dropout (they do not commute, so neither fuses).
 pub const EVERY_LAYER_CNN: &str = include_str!("../fixtures/every_layer_cnn.toml");
+
+/// A square convolution's geometry: `in_hw` input, `kernel` x `kernel`, equal stride and padding.
+pub fn conv(in_hw: (usize, usize), in_c: usize, out_c: usize, kernel: usize, stride: usize, pad: usize) -> engine::backend::Conv2dGeometry {
+    let out = |i: usize| (i + 2 * pad - kernel) / stride + 1;
+    engine::backend::Conv2dGeometry {
+        in_h: in_hw.0,
+        in_w: in_hw.1,
+        in_c,
+        out_h: out(in_hw.0),
+        out_w: out(in_hw.1),
+        out_c,
+        kernel_h: kernel,
+        kernel_w: kernel,
+        stride_h: stride,
+        stride_w: stride,
+        pad_top: pad,
+        pad_left: pad,
+    }
+}

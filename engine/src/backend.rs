@@ -517,7 +517,7 @@ impl Device {
         assert!(pixels.len() <= packed.len() * 4, "{} pixels exceed a {}-word tensor", pixels.len(), packed.len());
         match self {
             Device::Cpu(_) => bytemuck::cast_slice_mut(packed.cpu_mut())[..pixels.len()].copy_from_slice(pixels),
-            Device::Gpu(d) => d.ctx.write(packed.gpu(), pixels),
+            Device::Gpu(d) => d.ctx.write("pixels", packed.gpu(), pixels),
         }
     }
 

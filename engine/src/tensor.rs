@@ -106,7 +106,7 @@ impl<T: Element> Tensor<T> {
         }
         match &mut self.storage {
             Storage::Cpu(v) => v[..data.len()].copy_from_slice(data),
-            Storage::Gpu(g) => g.device.ctx.write(g.view(), bytemuck::cast_slice(data)),
+            Storage::Gpu(g) => g.device.ctx.write(name, g.view(), bytemuck::cast_slice(data)),
         }
         Ok(())
     }

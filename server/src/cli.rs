@@ -44,6 +44,10 @@ pub struct Options {
     /// models removed unloaded; a file that does not parse is logged and the current config kept.
     #[arg(long = "model_config_file_poll_wait_seconds", default_value_t = 0)]
     pub model_config_file_poll_wait_seconds: i64,
+    /// Lets pages from this origin (e.g. https://example.com) call the REST API from a browser (CORS);
+    /// off by default. Not a TensorFlow Serving flag.
+    #[arg(long = "rest_api_cors_origin", value_name = "ORIGIN")]
+    pub rest_api_cors_origin: Option<String>,
     /// Deadline of a REST request in milliseconds; past it the answer is 504.
     #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30_000)]
     pub rest_api_timeout_in_ms: u64,

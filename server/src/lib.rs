@@ -39,6 +39,7 @@ pub mod tensors;
 pub mod text_proto;
 pub mod tls;
 pub mod versions;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -89,6 +90,21 @@ pub fn batching_config(options: &Options) -> anyhow::Result<Option<BatchingConfi
 }
 
 /// The Prometheus path `options` ask for (it needs the REST port).
+/// `--rest_api_cors_origin`, checked: an origin is a header value and needs the REST port.
+fn cors_origin(options: &Options, rest: bool) -> anyhow::Result<Option<axum::http::HeaderValue>> {
+    let Some(origin) = &options.rest_api_cors_origin else { return Ok(None) };
+    if !rest {
+        anyhow::bail!("--rest_api_cors_origin needs --rest_api_port");
+    }
+    let valid = origin.starts_with("http://") || origin.starts_with("https://");
+    match axum::http::HeaderValue::from_str(origin) {
+        Ok(value) if valid && !origin.ends_with('/') => Ok(Some(value)),
+        _ => anyhow::bail!(
+            "--rest_api_cors_origin {origin:?}: expected an origin such as https://example.com (scheme, host, optional port, no path)"
+        ),
+    }
+}
+
 fn metrics_path(options: &Options, rest: bool) -> anyhow::Result<Option<String>> {
     let Some(file) = &options.monitoring_config_file else { return Ok(None) };
     let path = monitoring_config::load(file)?;
@@ -113,6 +129,7 @@ pub async fn serve(
     let sources = model_sources(&options)?;
     let batching = batching_config(&options)?;
     let metrics_path = metrics_path(&options, rest.is_some())?;
+    let cors_origin = cors_origin(&options, rest.is_some())?;
     let tls = options.ssl_config_file.as_deref().map(tls::Tls::load).transpose()?;
     let health_listener = match options.grpc_health_port {
         0 => None,
@@ -172,7 +189,7 @@ pub async fn serve(
     };
     let rest_task = rest.map(|rest| {
         let timeout = Duration::from_millis(options.rest_api_timeout_in_ms);
-        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }), timeout, metrics_path);
+        let app = rest::router(Arc::new(grpc::Services { manager: manager.clone() }), timeout, metrics_path, cors_origin.clone());
         let stop = stopped(stop_rx.clone());
         match &tls {
             None => tokio::spawn(async move { Ok(axum::serve(rest, app).with_graceful_shutdown(stop).await?) }),

@@ -3,6 +3,10 @@
 //!   GET  /v1/models/NAME[/versions/V | /labels/L]            model status
 //!   GET  /v1/models/NAME[/versions/V | /labels/L]/metadata   signature metadata
 //!   POST /v1/models/NAME[/versions/V | /labels/L]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
+//! Ours, for the draw-a-digit page (web.rs):
+//!   GET  /v1/models/NAME[/versions/V | /labels/L]/webgpu_plan?batch=N   the version's WebGPU inference plan
+//!   GET  /v1/models/NAME[/versions/V | /labels/L]/webgpu_weights        the weights blob the plan reads
+//!   GET  /, /web/FILE, /page/models                                     the page, its files, the models it offers
 //! Any other path under `/v1/` is 400 `Malformed request: METHOD PATH`, as there. Errors are
 //! `{"error": "..."}` with TensorFlow Serving's HTTP codes. Bodies have no size limit; gzip
 //! bodies (`Content-Encoding: gzip`) are inflated, up to [`MAX_INFLATED_BYTES`]. Bodies may use
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use engine::export::INPUT_NAME;
 use prost::Message;
@@ -44,14 +48,24 @@ pub struct Rest {
     metrics_path: Option<Arc<str>>,
 }
 
-/// The REST API; with `metrics_path`, Prometheus metrics are served there (any method).
-pub fn router(services: Arc<Services>, timeout: Duration, metrics_path: Option<String>) -> Router {
+/// The REST API; with `metrics_path`, Prometheus metrics are served there (any method); with
+/// `cors_origin`, that origin may call it from a browser (CORS preflights answered).
+pub fn router(services: Arc<Services>, timeout: Duration, metrics_path: Option<String>, cors_origin: Option<HeaderValue>) -> Router {
     // TensorFlow Serving takes bodies of any size (axum's default refuses beyond 2 MiB).
-    Router::new().fallback(dispatch).layer(axum::extract::DefaultBodyLimit::disable()).with_state(Rest {
+    let router = Router::new().fallback(dispatch).layer(axum::extract::DefaultBodyLimit::disable()).with_state(Rest {
         services,
         timeout,
         metrics_path: metrics_path.map(Into::into),
-    })
+    });
+    match cors_origin {
+        None => router,
+        Some(origin) => router.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origin)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::CONTENT_ENCODING]),
+        ),
+    }
 }
 
 /// Which version a URL names.
@@ -67,6 +81,9 @@ enum Resource {
     Status,
     Metadata,
     Predict,
+    /// `/webgpu_plan?batch=N`, `/webgpu_weights` (ours, for the page).
+    WebgpuPlan,
+    WebgpuWeights,
     /// `:classify` / `:regress`: tf.Example APIs this server does not serve.
     Unsupported(&'static str),
 }
@@ -82,7 +99,7 @@ impl Resource {
     /// The `API` label of the request latency metric, as TensorFlow Serving's REST handler sets it.
     fn api(&self) -> &'static str {
         match self {
-            Resource::Status | Resource::Metadata => "",
+            Resource::Status | Resource::Metadata | Resource::WebgpuPlan | Resource::WebgpuWeights => "",
             Resource::Predict => "predict",
             Resource::Unsupported(api) => api,
         }
@@ -122,6 +139,8 @@ fn parse_route(method: &Method, path: &str) -> Result<Route, String> {
     let resource = match (method.as_str(), rest) {
         ("GET", "") => Resource::Status,
         ("GET", "/metadata") => Resource::Metadata,
+        ("GET", "/webgpu_plan") => Resource::WebgpuPlan,
+        ("GET", "/webgpu_weights") => Resource::WebgpuWeights,
         ("POST", ":predict") => Resource::Predict,
         ("POST", ":classify") => Resource::Unsupported("classify"),
         ("POST", ":regress") => Resource::Unsupported("regress"),
@@ -154,7 +173,7 @@ fn http_code(code: Code) -> StatusCode {
 
 /// Runs `work` within the REST deadline; past it the answer is DEADLINE_EXCEEDED (504) and the
 /// work is dropped (a batched request not yet run is then never run).
-async fn with_deadline(timeout: Duration, work: impl Future<Output = Result<Value, Status>>) -> Result<Value, Status> {
+async fn with_deadline<T>(timeout: Duration, work: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
     tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
         Err(Status::deadline_exceeded(format!("Request timed out after {} ms (--rest_api_timeout_in_ms)", timeout.as_millis())))
     })
@@ -167,6 +186,14 @@ async fn dispatch(State(rest): State<Rest>, method: Method, uri: Uri, headers: H
         return ([(header::CONTENT_TYPE, "text/plain")], text).into_response();
     }
     if !path.starts_with("/v1/") && path != "/v1" {
+        if method == Method::GET {
+            if let Some((kind, bytes)) = crate::web::asset(path) {
+                return ([(header::CONTENT_TYPE, kind)], bytes).into_response();
+            }
+            if path == "/page/models" {
+                return axum::Json(page_models(&rest.services)).into_response();
+            }
+        }
         return error(StatusCode::NOT_FOUND, format!("Not found: {path} (the REST API lies under /v1/)"));
     }
     let start = Instant::now();
@@ -175,18 +202,73 @@ async fn dispatch(State(rest): State<Rest>, method: Method, uri: Uri, headers: H
         Ok(route) => {
             let api = route.resource.api();
             let model = route.model.clone();
-            (model, api, with_deadline(rest.timeout, answer(rest.services.clone(), route, headers, body)).await)
+            let query = uri.query().map(str::to_string);
+            (model, api, with_deadline(rest.timeout, answer(rest.services.clone(), route, query, headers, body)).await)
         }
     };
     let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
     rest.services.manager.metrics().request(&model, api, "REST", code, start.elapsed());
     match result {
-        Ok(json) => axum::Json(json).into_response(),
+        Ok(Answer::Json(json)) => axum::Json(json).into_response(),
+        Ok(Answer::Bytes(bytes)) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
         Err(status) => error(http_code(status.code()), status.message()),
     }
 }
 
-async fn answer(services: Arc<Services>, route: Route, headers: HeaderMap, body: Bytes) -> Result<Value, Status> {
+enum Answer {
+    Json(Value),
+    Bytes(Bytes),
+}
+
+/// Every model with its AVAILABLE versions, newest first (the page's picker).
+fn page_models(services: &Services) -> Value {
+    let manager = &services.manager;
+    let models: Vec<Value> = manager
+        .model_names()
+        .into_iter()
+        .map(|name| {
+            let versions: Vec<i64> = manager.versions(&name).unwrap_or_default().into_iter().rev().collect();
+            json!({"name": name, "versions": versions})
+        })
+        .collect();
+    json!({ "models": models })
+}
+
+/// A version's WebGPU inference plan (`?batch=N`, default 1) or (`weights`) the weights blob
+/// it reads.
+async fn webgpu(services: &Services, spec: ModelSpec, weights: bool, query: Option<&str>) -> Result<Answer, Status> {
+    let version = match &spec.version_choice {
+        None => None,
+        Some(VersionChoice::Version(v)) => Some(*v),
+        Some(VersionChoice::VersionLabel(label)) => {
+            Some(services.manager.resolve_label(&spec.name, label).map_err(Status::invalid_argument)?)
+        }
+    };
+    let loaded = services.manager.resolve(&spec.name, version).map_err(Status::not_found)?;
+    let batch = match query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("batch=")) {
+        None => 1,
+        Some(n) => n.parse::<usize>().ok().filter(|n| (1..=engine::gpu::plan::MAX_PLAN_BATCH).contains(n)).ok_or_else(|| {
+            Status::invalid_argument(format!("batch must be a number from 1 to {}, got '{n}'", engine::gpu::plan::MAX_PLAN_BATCH))
+        })?,
+    };
+    let servable = loaded.servable.clone();
+    // The weights are the same whatever the batch: the blob of the smallest plan serves them.
+    let plan = tokio::task::spawn_blocking(move || servable.inference_plan(if weights { 1 } else { batch }))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("recording the WebGPU plan: {e}")))?;
+    if weights {
+        return Ok(Answer::Bytes(Bytes::copy_from_slice(&plan.weights)));
+    }
+    let mut json = serde_json::to_value(&plan.plan).map_err(|e| Status::internal(e.to_string()))?;
+    let served = &loaded.servable;
+    json["model"] = json!(served.name);
+    json["version"] = json!(served.version);
+    json["weights"]["url"] = json!(format!("/v1/models/{}/versions/{}/webgpu_weights", served.name, served.version));
+    Ok(Answer::Json(json))
+}
+
+async fn answer(services: Arc<Services>, route: Route, query: Option<String>, headers: HeaderMap, body: Bytes) -> Result<Answer, Status> {
     let version_choice = match route.version {
         VersionRef::Newest => None,
         VersionRef::Number(v) => Some(VersionChoice::Version(v)),
@@ -195,12 +277,16 @@ async fn answer(services: Arc<Services>, route: Route, headers: HeaderMap, body:
     let spec =
         |signature: String| ModelSpec { name: route.model.clone(), version_choice: version_choice.clone(), signature_name: signature };
     match route.resource {
-        Resource::Status => status(&services, spec(String::new())).await,
-        Resource::Metadata => metadata(&services, spec(String::new())).await,
+        Resource::Status => status(&services, spec(String::new())).await.map(Answer::Json),
+        Resource::Metadata => metadata(&services, spec(String::new())).await.map(Answer::Json),
         Resource::Predict => {
             let body = inflate(&headers, body).await?;
             let PredictBody { tensor, row, signature } = parse_predict_body(&body).map_err(Status::invalid_argument)?;
-            predict(&services, spec(signature), tensor, row).await
+            predict(&services, spec(signature), tensor, row).await.map(Answer::Json)
+        }
+        Resource::WebgpuPlan | Resource::WebgpuWeights => {
+            let weights = route.resource == Resource::WebgpuWeights;
+            webgpu(&services, spec(String::new()), weights, query.as_deref()).await
         }
         Resource::Unsupported(api) => {
             Err(Status::unimplemented(format!("'{api}' is not supported: POST /v1/models/MODEL[/versions/V]:predict")))

@@ -2,10 +2,11 @@
 //! of inference workspaces so concurrent calls never share buffers.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use engine::Device;
 use engine::export::ModelFile;
+use engine::gpu::plan::InferencePlan;
 use engine::model::Network;
 use engine::predictor::{Inference, Prediction};
 
@@ -16,7 +17,12 @@ pub struct Servable {
     network: Network,
     workspaces: Mutex<Vec<Inference>>,
     workspace_capacity: usize,
+    /// WebGPU inference plans recorded so far, by batch size (the last few).
+    plans: Mutex<Vec<(usize, Arc<InferencePlan>)>>,
 }
+
+/// Plans kept per version (each holds a copy of the weights).
+const PLANS_KEPT: usize = 3;
 
 impl Servable {
     /// Loads `<dir>` (architecture validated, weights verified against their sha256) onto the
@@ -39,7 +45,15 @@ impl Servable {
             inference.predict(&network, &vec![0.0; inference.capacity() * network.input_len()])?;
             workspaces.push(inference);
         }
-        Ok(Self { name: name.to_string(), version, model, network, workspaces: Mutex::new(workspaces), workspace_capacity })
+        Ok(Self {
+            name: name.to_string(),
+            version,
+            model,
+            network,
+            workspaces: Mutex::new(workspaces),
+            workspace_capacity,
+            plans: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn input_len(&self) -> usize {
@@ -53,6 +67,20 @@ impl Servable {
     /// Input shape `[h, w, c]` of one example.
     pub fn input_shape(&self) -> [usize; 3] {
         self.network.spec().input_shape
+    }
+
+    /// The WebGPU inference plan of a batch of `batch` images (recorded once, then kept).
+    pub fn inference_plan(&self, batch: usize) -> engine::Result<Arc<InferencePlan>> {
+        if let Some((_, plan)) = self.plans.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(b, _)| *b == batch) {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(engine::gpu::plan::record(&self.network, batch)?);
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if plans.len() == PLANS_KEPT {
+            plans.remove(0);
+        }
+        plans.push((batch, plan.clone()));
+        Ok(plan)
     }
 
     /// One engine call over `images` (whole examples, NHWC floats in [0, 1]).

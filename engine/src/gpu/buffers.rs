@@ -100,10 +100,13 @@ pub(crate) enum Scratch {
     Pixels,
 }
 
+/// A convolution's tap table and the words it holds.
+pub(crate) type TapTable = (wgpu::Buffer, Vec<u32>);
+
 pub(crate) struct BufferPool {
     scratch: Mutex<[Option<wgpu::Buffer>; 2]>,
-    /// Per (convolution pass, geometry): the reduction index -> tap table (see conv2d.rs).
-    pub(crate) tap_tables: Mutex<HashMap<(Kernel, Conv2dGeometry), wgpu::Buffer>>,
+    /// Per (convolution pass, geometry): the tap table (see conv2d.rs) and its words.
+    pub(crate) tap_tables: Mutex<HashMap<(Kernel, Conv2dGeometry), TapTable>>,
     readback: Mutex<Option<wgpu::Buffer>>,
     /// Bound where a kernel's optional input or output is unused.
     pub(crate) unused_input: wgpu::Buffer,
@@ -148,6 +151,11 @@ impl BufferPool {
                 buffer
             }
         }
+    }
+
+    /// Every tap table made so far, with its words (for inference plans).
+    pub(crate) fn tap_table_contents(&self) -> Vec<(wgpu::Buffer, Vec<u32>)> {
+        self.tap_tables.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     /// The readback staging buffer (mappable), at least `bytes` long, held while in use.

@@ -30,6 +30,8 @@ pub(crate) struct GpuContext {
     /// several threads: the scratch buffers (split-K partials, staged inputs) are per device.
     pub(crate) run_lock: Mutex<()>,
     pub(crate) counters: Counters,
+    /// On while an inference plan is being recorded (plan.rs).
+    pub(crate) capture: Mutex<Option<super::plan::Capture>>,
 }
 
 static DEVICES_OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -104,13 +106,50 @@ impl GpuDevice {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| EngineError::Device(format!("{}: cannot open the device: {e}", describe_info(&info))))?;
+        DEVICES_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::from_device(device, queue, info, limits)
+    }
+
+    /// A device that runs nothing (wgpu's no-op backend) with WebGPU's default limits: what it
+    /// records is an inference plan any WebGPU implementation can replay (plan.rs).
+    pub(crate) fn open_recorder() -> Result<Self> {
+        let limits = wgpu::Limits::default();
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::NOOP;
+        desc.backend_options.noop = wgpu::NoopBackendOptions { enable: true, limits: Some(limits.clone()), ..Default::default() };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .map_err(|e| EngineError::Device(format!("the plan recorder's no-op adapter: {e}")))?;
+        let info = adapter.get_info();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("plan recorder"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::MemoryUsage,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| EngineError::Device(format!("the plan recorder's no-op device: {e}")))?;
+        Self::from_device(device, queue, info, limits)
+    }
+
+    fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo, limits: wgpu::Limits) -> Result<Self> {
         device.on_uncaptured_error(Arc::new(|e| panic!("wgpu: {e}")));
         let kernels = Kernels::build(&device)?;
         let buffers = BufferPool::new(&device);
         let recorder = Mutex::new(Recorder::new(&device));
-        let ctx =
-            GpuContext { device, queue, info, limits, kernels, recorder, buffers, run_lock: Mutex::new(()), counters: Counters::default() };
-        DEVICES_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ctx = GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+            recorder,
+            buffers,
+            run_lock: Mutex::new(()),
+            counters: Counters::default(),
+            capture: Mutex::new(None),
+        };
         Ok(Self { ctx: Arc::new(ctx) })
     }
 

@@ -113,11 +113,12 @@ fn tap_table(ctx: &GpuContext, kernel: Kernel, g: &Conv2dGeometry) -> wgpu::Buff
                 .collect(),
         };
         debug_assert_eq!(words.len() % TAP_WORDS, 0);
-        ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("conv taps"),
             contents: bytemuck::cast_slice(&words),
             usage: wgpu::BufferUsages::STORAGE,
-        })
+        });
+        (buffer, words)
     });
-    table.clone()
+    table.0.clone()
 }

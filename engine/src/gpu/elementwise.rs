@@ -43,7 +43,7 @@ pub(crate) fn dropout(ctx: &GpuContext, len: usize, key: DropoutKey, rate: f32, 
 pub(crate) fn normalize_u8(ctx: &GpuContext, pixels: &[u8], x: BufRef) {
     let staged = ctx.buffers.scratch(&ctx.device, Scratch::Pixels, pixels.len() as u64);
     let staged = BufRef::whole(&staged);
-    ctx.write(staged, pixels);
+    ctx.write("pixels", staged, pixels);
     let words = pixels.len().div_ceil(4);
     ctx.dispatch(Kernel::NormalizeU8, &len_only(pixels.len()), &[(1, x), (3, staged)], words.div_ceil(256));
 }

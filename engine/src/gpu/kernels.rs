@@ -182,6 +182,12 @@ fn pipelines() -> Vec<(Pipeline, Module, &'static str)> {
     out
 }
 
+/// The module and entry point a pipeline is compiled from.
+pub(crate) fn pipeline_source(pipeline: Pipeline) -> (Module, &'static str) {
+    let (_, module, entry) = pipelines().into_iter().find(|(p, _, _)| *p == pipeline).expect("every pipeline is built");
+    (module, entry)
+}
+
 /// Every shader module as the device compiles it: (module, WGSL source).
 pub(crate) fn shader_modules() -> Vec<(Module, String)> {
     Module::all().into_iter().map(|m| (m, m.source())).collect()

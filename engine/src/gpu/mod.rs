@@ -9,6 +9,7 @@ mod counters;
 pub mod inspect;
 mod kernels;
 mod params;
+pub mod plan;
 mod recorder;
 pub mod report;
 

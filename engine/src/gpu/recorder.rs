@@ -9,6 +9,11 @@ use super::context::GpuContext;
 use super::counters::Counters;
 use super::kernels::Pipeline;
 use super::params::KernelParams;
+use super::plan::{Capture, Dispatch, Range, Write};
+
+fn capture_range(r: BufRef) -> Range {
+    Range { buffer: r.buffer.clone(), offset: r.offset, size: r.size }
+}
 
 /// Bytes per uniform slot: the largest offset alignment any adapter may demand.
 const UNIFORM_SLOT: u64 = 256;
@@ -136,6 +141,31 @@ impl GpuContext {
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x as u32, y as u32, 1);
         self.counters.dispatched(pipeline.kernel as usize);
+        self.captured(|c| {
+            let bindings = bindings.iter().map(|(b, r)| (*b, capture_range(*r))).collect();
+            c.dispatches.push(Dispatch { pipeline, params: params.to_vec(), bindings, workgroups: [x as u32, y as u32] });
+        });
+    }
+
+    /// Runs `f` on the plan capture, if one is on (see plan.rs).
+    fn captured(&self, f: impl FnOnce(&mut Capture)) {
+        if let Some(capture) = self.capture.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            f(capture);
+        }
+    }
+
+    /// Starts capturing writes, dispatches and readbacks for an inference plan.
+    pub(crate) fn start_capture(&self) {
+        *self.capture.lock().unwrap_or_else(|e| e.into_inner()) = Some(Capture::default());
+    }
+
+    /// Writes from now on are a run's input, not buffer contents set once.
+    pub(crate) fn mark_capture_running(&self) {
+        self.captured(|c| c.running = true);
+    }
+
+    pub(crate) fn take_capture(&self) -> Capture {
+        self.capture.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
 
     fn create_bind_group(&self, pipeline: Pipeline, uniforms: &wgpu::Buffer, slot: u64, bindings: &[(u32, BufRef)]) -> wgpu::BindGroup {
@@ -161,13 +191,18 @@ impl GpuContext {
         self.recorder().submit(&self.queue, &self.counters);
     }
 
-    /// Overwrites the start of `dst` with `data`, after everything recorded before.
-    pub(crate) fn write(&self, dst: BufRef, data: &[u8]) {
+    /// Overwrites the start of `dst` with `data` (what `label` names), after everything
+    /// recorded before.
+    pub(crate) fn write(&self, label: &str, dst: BufRef, data: &[u8]) {
         assert!(data.len() as u64 <= dst.size, "writing {} bytes into a {}-byte range", data.len(), dst.size);
         let mut rec = self.recorder();
         // Queue writes land before the next submission: commands already recorded must go first.
         rec.submit(&self.queue, &self.counters);
         Counters::add(&self.counters.bytes_written, data.len() as u64);
+        self.captured(|c| {
+            let during_run = c.running;
+            c.writes.push(Write { at: capture_range(dst), bytes: data.to_vec(), during_run, label: label.to_string() });
+        });
         let whole = data.len() / 4 * 4;
         if whole > 0 {
             self.queue.write_buffer(dst.buffer, dst.offset, &data[..whole]);
@@ -194,6 +229,7 @@ impl GpuContext {
         }
         Counters::add(&self.counters.blocking_maps, 1);
         Counters::add(&self.counters.bytes_read, out.len() as u64);
+        self.captured(|c| c.reads.push(Range { buffer: src.buffer.clone(), offset: src.offset, size: out.len() as u64 }));
         let slice = staging.slice(..bytes);
         slice.map_async(wgpu::MapMode::Read, |result| {
             if let Err(e) = result {

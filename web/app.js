@@ -115,7 +115,7 @@ async function selectVersion() {
       views.local.showError(`Could not run ${model} version ${version} here: ${error.message}`);
     }
   }
-  predictDrawing();
+  drawingChanged(); // the same drawing, a new question
 }
 
 // --- Predictions ----------------------------------------------------------------------------
@@ -144,8 +144,13 @@ function showPrediction(source, cls) {
   $('prediction-source').textContent = source === 'local' ? '(in this browser)' : '(from the server)';
 }
 
+/** Marks `source`'s panel as showing the answer for drawing number `drawing` (see `drawingChanged`). */
+function answered(source, drawing) {
+  $(source).dataset.answered = String(drawing);
+}
+
 function answerWith(source, predict) {
-  return latestOnly(async (image) => {
+  return latestOnly(async ({ image, drawing }) => {
     const started = performance.now();
     try {
       const { classes, probabilities } = await predict(image);
@@ -155,6 +160,7 @@ function answerWith(source, predict) {
       views[source].showError(error.message);
       if (source === 'local') state.localFailed = true;
     }
+    answered(source, drawing);
   });
 }
 
@@ -168,13 +174,23 @@ function drawPreview(image) {
   context.putImageData(picture, 0, 0);
 }
 
+// Every change of the drawing (or of the model) gets a number, `data-drawing` on the pad; each answer panel's
+// `data-answered` says which drawing it shows the answer for (so a test can wait for the last).
+let drawingNumber = 0;
 let frameRequested = false;
+
+function drawingChanged() {
+  drawingNumber += 1;
+  $('pad').dataset.drawing = String(drawingNumber);
+  predictDrawing();
+}
 
 function predictDrawing() {
   if (frameRequested) return;
   frameRequested = true;
   requestAnimationFrame(() => {
     frameRequested = false;
+    const drawing = drawingNumber;
     const { data, width, height } = pad.pixels();
     const image = toMnist(inkFromRgba(data, width, height), width, height);
     drawPreview(image);
@@ -184,10 +200,13 @@ function predictDrawing() {
       views.server.clear();
       $('prediction').textContent = '–';
       $('prediction-source').textContent = '';
+      answered('local', drawing);
+      answered('server', drawing);
       return;
     }
-    if (state.gpu && state.browserModel && !state.localFailed) answerLocally(image);
-    answerOnServer(image);
+    if (state.gpu && state.browserModel && !state.localFailed) answerLocally({ image, drawing });
+    else answered('local', drawing);
+    answerOnServer({ image, drawing });
   });
 }
 
@@ -210,7 +229,7 @@ async function openPicture(file) {
   }
 }
 
-const pad = new Pad($('pad'), predictDrawing);
+const pad = new Pad($('pad'), drawingChanged);
 $('clear').addEventListener('click', () => pad.clear());
 $('picture').addEventListener('change', (e) => e.target.files[0] && openPicture(e.target.files[0]));
 $('pad').addEventListener('dragover', (e) => {

@@ -4,6 +4,9 @@
 import { Replayer, compilationReport } from './plan.js';
 import { fetchPlan, fetchWeights } from './api.js';
 
+/** The largest plan asked for: more images run in several batches. */
+const LARGEST_BATCH = 256;
+
 export class BrowserModel {
   constructor(device, shaders, model, version) {
     Object.assign(this, { device, shaders, model, version });
@@ -41,7 +44,7 @@ export class BrowserModel {
     const perImage = first.inputLength / first.batch;
     const count = pixels.length / perImage;
     if (!Number.isInteger(count) || count < 1) throw new Error(`${pixels.length} values are not whole images of ${perImage}`);
-    const replayer = count === 1 ? first : await this.replayer(count);
+    const replayer = count === 1 ? first : await this.replayer(Math.min(count, LARGEST_BATCH));
     const result = { classes: [], probabilities: [] };
     for (let start = 0; start < count; start += replayer.batch) {
       const input = new Float32Array(replayer.inputLength);

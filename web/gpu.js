@@ -8,18 +8,6 @@ export class GpuUnavailable extends Error {
   }
 }
 
-// Plans for large batches need more than WebGPU's default limits; ask for what the adapter has.
-const RAISED_LIMITS = [
-  'maxBufferSize',
-  'maxStorageBufferBindingSize',
-  'maxStorageBuffersPerShaderStage',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxComputeWorkgroupsPerDimension',
-];
-
 /**
  * Resolves to {device, adapter: {vendor, architecture, description}}. `onLost(message)` and
  * `onError(message)` hear of a lost device and of WebGPU errors no operation caught.
@@ -33,10 +21,10 @@ export async function openGpu({ onLost, onError }) {
     throw new GpuUnavailable(`no WebGPU adapter: ${error.message}`);
   }
   if (!adapter) throw new GpuUnavailable('WebGPU found no adapter (no usable GPU)');
-  const requiredLimits = Object.fromEntries(RAISED_LIMITS.filter((name) => name in adapter.limits).map((name) => [name, adapter.limits[name]]));
+  // The default limits: the engine records its plans within them.
   let device;
   try {
-    device = await adapter.requestDevice({ requiredLimits });
+    device = await adapter.requestDevice();
   } catch (error) {
     throw new GpuUnavailable(`the WebGPU adapter refused a device: ${error.message}`);
   }

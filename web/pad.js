@@ -27,7 +27,11 @@ export class Pad {
 
   start(event) {
     event.preventDefault();
-    this.canvas.setPointerCapture?.(event.pointerId);
+    try {
+      this.canvas.setPointerCapture(event.pointerId); // keeps the stroke when the pointer leaves the pad
+    } catch {
+      // A pointer that is no longer active cannot be captured: draw without.
+    }
     this.last = this.point(event);
     this.segment(this.last, this.last);
   }

@@ -6,7 +6,7 @@ import { AnswerView } from './answer-view.js';
 import { BrowserModel } from './browser-model.js';
 import { openGpu } from './gpu.js';
 import { Pad } from './pad.js';
-import { ShaderCache } from './plan.js';
+import { ShaderCache, compilationReport } from './plan.js';
 import { inkFromRgba, toMnist, SIDE } from './preprocess.js';
 
 const $ = (id) => document.getElementById(id);
@@ -284,6 +284,11 @@ window.mnist = {
     requireReady();
     if (!state.browserModel) throw new Error(state.gpuProblem);
     return state.browserModel.compilationReport();
+  },
+  /** The same report for other WGSL sources: [{label, code}]. */
+  async compile(sources) {
+    if (!state.gpu) throw new Error(state.gpuProblem);
+    return compilationReport(state.gpu.shaders, sources);
   },
   get webgpu() {
     return { available: Boolean(state.gpu), problem: state.gpu ? null : state.gpuProblem, adapter: state.gpu?.adapter ?? null };

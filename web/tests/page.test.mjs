@@ -5,6 +5,8 @@
 // MNIST_SCREENSHOT=<png> also saves a screenshot of the page with a drawn digit there.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { launch, watchErrors } from './chromium.mjs';
 import { testImages, testLabels } from './mnist.mjs';
 
@@ -14,6 +16,7 @@ if (!base || !mnistDir || !corsBase) {
   process.exit(2);
 }
 
+const SHADERS = fileURLToPath(new URL('../../shaders/', import.meta.url));
 const AGREEMENT = 1e-4;
 const IMAGES = 200;
 const DIGIT = /^[0-9]$/;
@@ -184,7 +187,7 @@ test(`predictLocal on ${IMAGES} MNIST test images matches the server within ${AG
   assert.ok(correct >= 0.9 * IMAGES, `${correct}/${IMAGES} correct: the images did not reach the model intact`);
 });
 
-test('every WGSL source of both models\' plans compiles in Chromium with no error or warning', async () => {
+test('every WGSL source of both models\' plans, and every file of shaders/, compiles in Chromium with no error or warning', async () => {
   const mnist = await page.evaluate(() => window.mnist.compileAll());
   assert.ok(mnist.length >= 2, `the plan has ${mnist.length} shaders`);
   await page.locator('#model').selectOption('every_layer');
@@ -198,12 +201,25 @@ test('every WGSL source of both models\' plans compiles in Chromium with no erro
   const largest = Math.max(...local.probabilities.flat().map((p, i) => Math.abs(p - server.probabilities.flat()[i])));
   assert.ok(largest <= AGREEMENT, `every_layer: largest probability difference ${largest}`);
   const everyLayer = await page.evaluate(() => window.mnist.compileAll());
-  const report = [...mnist, ...everyLayer];
-  const labels = new Set(report.map((r) => r.label));
-  console.log(`# compiled in Chromium: ${[...labels].sort().join(', ')}`);
+  const planned = [...mnist, ...everyLayer];
+  const labels = new Set(planned.map((r) => r.label));
+  console.log(`# compiled in Chromium from the plans: ${[...labels].sort().join(', ')}`);
   for (const file of ['conv2d.wgsl', 'pool.wgsl', 'dense.wgsl', 'elementwise.wgsl', 'softmax_xent.wgsl']) {
     assert.ok([...labels].some((l) => l.startsWith(file)), `${file} is in a plan`);
   }
+  // Every file of shaders/ is in a plan's source (the engine prepends the shared ones), or is
+  // compiled on its own, as the engine compiles it (optim.wgsl: training only, in no plan).
+  const plans = [['mnist', 1], ['mnist', IMAGES], ['every_layer', 1], ['every_layer', 3]];
+  const fetchPlan = async ([model, batch]) => (await fetch(`${base}/v1/models/${model}/webgpu_plan?batch=${batch}`)).json();
+  const sources = (await Promise.all(plans.map(fetchPlan))).flatMap((plan) => plan.shaders.map((shader) => shader.code));
+  assert.deepEqual([...new Set(sources)].length, labels.size, 'the page compiled every source of the plans it ran');
+  const alone = readdirSync(SHADERS)
+    .filter((f) => f.endsWith('.wgsl'))
+    .map((f) => ({ label: f, code: readFileSync(SHADERS + f, 'utf8') }))
+    .filter(({ code }) => !sources.some((source) => source.includes(code.trim())));
+  const standalone = await page.evaluate((list) => window.mnist.compile(list), alone);
+  console.log(`# compiled on their own: ${alone.map((s) => s.label).join(', ')}`);
+  const report = [...planned, ...standalone];
   const messages = report.flatMap((r) => r.messages.map((m) => `${r.label}:${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`));
   assert.deepEqual(messages, []);
   await page.locator('#model').selectOption('mnist');

@@ -138,10 +138,11 @@ async function predictServer(pixels) {
 
 const primarySource = () => (state.gpu && !state.localFailed ? 'local' : 'server');
 
+/** Shows `source`'s class as the prediction if it is the primary source; null clears it. */
 function showPrediction(source, cls) {
   if (source !== primarySource()) return;
-  $('prediction').textContent = String(cls);
-  $('prediction-source').textContent = source === 'local' ? '(in this browser)' : '(from the server)';
+  $('prediction').textContent = cls === null ? '–' : String(cls);
+  $('prediction-source').textContent = cls === null ? '' : source === 'local' ? '(in this browser)' : '(from the server)';
 }
 
 /** Marks `source`'s panel as showing the answer for drawing number `drawing` (see `drawingChanged`). */
@@ -149,16 +150,22 @@ function answered(source, drawing) {
   $(source).dataset.answered = String(drawing);
 }
 
+/** The answers of `source` to drawings, one at a time; an empty drawing (`image` null) clears them. */
 function answerWith(source, predict) {
   return latestOnly(async ({ image, drawing }) => {
-    const started = performance.now();
-    try {
-      const { classes, probabilities } = await predict(image);
-      views[source].show(classes[0], probabilities[0], performance.now() - started);
-      showPrediction(source, classes[0]);
-    } catch (error) {
-      views[source].showError(error.message);
-      if (source === 'local') state.localFailed = true;
+    if (!image) {
+      views[source].clear();
+      showPrediction(source, null);
+    } else {
+      const started = performance.now();
+      try {
+        const { classes, probabilities } = await predict(image);
+        views[source].show(classes[0], probabilities[0], performance.now() - started);
+        showPrediction(source, classes[0]);
+      } catch (error) {
+        views[source].showError(error.message);
+        if (source === 'local') state.localFailed = true;
+      }
     }
     answered(source, drawing);
   });
@@ -195,18 +202,10 @@ function predictDrawing() {
     const image = toMnist(inkFromRgba(data, width, height), width, height);
     drawPreview(image);
     if (!state.model) return;
-    if (image.every((v) => v === 0)) {
-      views.local.clear();
-      views.server.clear();
-      $('prediction').textContent = '–';
-      $('prediction-source').textContent = '';
-      answered('local', drawing);
-      answered('server', drawing);
-      return;
-    }
-    if (state.gpu && state.browserModel && !state.localFailed) answerLocally({ image, drawing });
+    const question = { image: image.some((v) => v > 0) ? image : null, drawing };
+    if (state.gpu && state.browserModel && !state.localFailed) answerLocally(question);
     else answered('local', drawing);
-    answerOnServer({ image, drawing });
+    answerOnServer(question);
   });
 }
 

@@ -97,6 +97,7 @@ impl Server {
             .args(extra)
             .env_remove("MODEL_NAME")
             .env_remove("MODEL_PATH")
+            .env("RUST_LOG", "warn") // its warnings and errors reach the test's output
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -21,7 +21,9 @@ fn reference_config_is_the_tutorial_cnn() {
     assert_eq!(kinds, ["conv2d", "relu", "maxpool", "conv2d", "relu", "maxpool", "flatten", "dense", "relu", "dropout", "dense"]);
     let params: usize = spec.parameters().unwrap().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     assert_eq!(params, 3_274_634);
-    assert_eq!((config.train.epochs, config.train.batch_size, config.train.learning_rate), (3, 100, 1e-3));
+    assert_eq!((config.train.epochs, config.train.batch_size, config.train.learning_rate), (3, 100, 2e-3));
+    let one_cycle = engine::model::DecayConfig::Onecycle { pct_start: 0.25, div_factor: 25.0, final_div_factor: 1e4 };
+    assert_eq!(config.train.schedule.decay, one_cycle);
 }
 
 #[test]
@@ -46,19 +48,20 @@ fn bad_values_name_their_key() {
     for (from, to, key) in [
         ("batch_size = 100", "batch_size = 0", "train.batch_size"),
         ("epochs = 3", "epochs = 0", "train.epochs"),
-        ("learning_rate = 0.001", "learning_rate = -1.0", "train.learning_rate"),
+        ("learning_rate = 0.002", "learning_rate = -1.0", "train.learning_rate"),
         ("weight_decay = 0.0", "weight_decay = -0.5", "train.weight_decay"),
         ("beta1 = 0.9", "beta1 = 1.5", "train.optimizer.beta1"),
         ("epsilon = 1e-8", "epsilon = 0.0", "train.optimizer.epsilon"),
         ("rate = 0.4", "rate = 1.0", "layer 6 (dropout 'dropout1'): rate must be in [0, 1)"),
         ("units = 1024", "units = 0", "layer 5 (dense 'dense1'): units must be at least 1"),
         ("filters = 64", "filters = 0", "layer 2 (conv2d 'conv2'): filters must be at least 1"),
-        ("type = \"constant\"", "type = \"step\"\ndecay_rate = 2.0", "train.schedule.decay_rate"),
     ] {
         assert!(REFERENCE.contains(from), "{from}");
         let e = err(&REFERENCE.replacen(from, to, 1));
         assert!(e.contains(key), "{to}: {e}");
     }
+    let e = err(&with_schedule("type = \"step\"\ndecay_rate = 2.0"));
+    assert!(e.contains("train.schedule.decay_rate"), "{e}");
     let e = err(&REFERENCE.replace("padding = \"same\"", "padding = \"full\""));
     assert!(e.contains("padding") && e.contains("full"), "{e}");
     let e = err(&REFERENCE.replace("type = \"adam\"", "type = \"adagrad\""));
@@ -178,7 +181,8 @@ fn new_layers_bad_values_name_their_key_or_layer() {
 
 /// The reference config with its `[train.schedule]` table replaced by `schedule`.
 fn with_schedule(schedule: &str) -> String {
-    REFERENCE.replace("[train.schedule]\ntype = \"constant\"", &format!("[train.schedule]\n{schedule}"))
+    let table = REFERENCE.find("[train.schedule]").expect("the reference config has a schedule, its last table");
+    format!("{}[train.schedule]\n{schedule}\n", &REFERENCE[..table])
 }
 
 #[test]
@@ -195,8 +199,9 @@ fn warmup_one_cycle_and_label_smoothing_parse() {
     assert_eq!(c.train.schedule.decay, DecayConfig::Onecycle { pct_start: 0.2, div_factor: 25.0, final_div_factor: 1e4 });
     let c = Config::parse(&REFERENCE.replace("seed = 1234", "seed = 1234\nlabel_smoothing = 0.1")).unwrap();
     assert_eq!(c.train.label_smoothing, 0.1);
-    // The reference config has neither, and writes neither back (results and model files as before).
-    let reference = Config::parse(REFERENCE).unwrap();
+    // A constant schedule and no smoothing write neither warm-up nor smoothing back (results and
+    // model files as before).
+    let reference = Config::parse(&with_schedule("type = \"constant\"")).unwrap();
     assert_eq!(reference.train.schedule, ScheduleConfig::default());
     let json = serde_json::to_value(&reference).unwrap();
     assert_eq!(json["train"]["schedule"], serde_json::json!({"type": "constant"}));

@@ -399,10 +399,10 @@ fn a_run_resumed_mid_epoch_with_augmentation_matches_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("augmented.config");
     let reference = std::fs::read_to_string(repo().join("trainer/HyperParams.config")).unwrap();
-    let augmented = reference.replace("seed = 1234", "seed = 1234\nlabel_smoothing = 0.1").replace(
-        "[train.schedule]\ntype = \"constant\"",
-        "[train.schedule]\ntype = \"cosine\"\nwarmup_steps = 2\n\n[train.augment]\ntranslation = 2\nrotation = 10\nscale = 0.1\nelastic_alpha = 34",
-    );
+    // The schedule is the reference config's last table: replaced whole.
+    let schedule = reference.find("[train.schedule]").expect("a schedule table");
+    let augmented = reference[..schedule].replace("seed = 1234", "seed = 1234\nlabel_smoothing = 0.1")
+        + "[train.schedule]\ntype = \"cosine\"\nwarmup_steps = 2\n\n[train.augment]\ntranslation = 2\nrotation = 10\nscale = 0.1\nelastic_alpha = 34\n";
     assert_ne!(augmented, reference);
     std::fs::write(&config, augmented).unwrap();
     let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));

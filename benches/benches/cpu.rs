@@ -1,5 +1,5 @@
-//! CPU benchmarks of the reference CNN: one training step (batch 100), inference at batch 1
-//! and 256, and the heaviest kernels (throughput in FLOP/s shown as elements/s).
+//! CPU benchmarks of the reference CNN: one training step (batch 100), inference at batch 1,
+//! 64 and 256, and the heaviest kernels (throughput in FLOP/s shown as elements/s).
 //!
 //!     cargo bench -p benches --bench cpu
 
@@ -28,7 +28,7 @@ fn inference(c: &mut Criterion) {
     let mut predictor = Predictor::new(network(&config), 256);
     let images: Vec<f32> = synthetic(256).0.iter().map(|&p| p as f32 / 255.0).collect();
     let mut g = c.benchmark_group("infer");
-    for batch in [1usize, 256] {
+    for batch in [1usize, 64, 256] {
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(format!("batch{batch}"), |b| b.iter(|| black_box(predictor.predict(&images[..batch * 784]).unwrap())));
     }

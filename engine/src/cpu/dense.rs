@@ -10,8 +10,38 @@ pub fn forward(n: usize, inputs: usize, outputs: usize, x: &[f32], w: &[f32], b:
     for row in y[..n * outputs].chunks_mut(outputs) {
         row.copy_from_slice(b);
     }
+    if n == 1 {
+        return forward_one(inputs, outputs, x, w, &mut y[..outputs]);
+    }
     let (x, w) = (MatRef::row_major(x, n, inputs), MatRef::row_major(w, inputs, outputs));
     matmul(y, x, w, true, Threads::Pool);
+}
+
+/// Columns of `w` one task of [`forward_one`] covers (4 KiB of each row).
+const STREAM_COLUMNS: usize = 1024;
+
+/// One example: `y += sum over i of x[i] * w[i, :]`, the columns split across threads. A single
+/// row of input is bound by reading `w`, which this streams once with no packing (a GEMM would
+/// first copy all of `w` into its own layout).
+fn forward_one(inputs: usize, outputs: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let per_task = outputs.div_ceil(rayon::current_num_threads()).clamp(64, STREAM_COLUMNS).next_multiple_of(16);
+    y.par_chunks_mut(per_task).enumerate().for_each(|(t, block)| {
+        let c0 = t * per_task;
+        for (i, &xi) in x[..inputs].iter().enumerate() {
+            if xi != 0.0 {
+                axpy(block, xi, &w[i * outputs + c0..i * outputs + c0 + block.len()]);
+            }
+        }
+    });
+}
+
+vectorized! {
+    /// `y += a * x`.
+    fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y += a * x;
+        }
+    }
 }
 
 /// Batches from this size on transpose `w` first: `gemm` packs a right-hand side whose rows are

@@ -71,6 +71,16 @@ impl Activation {
         !matches!(self, Activation::Gelu)
     }
 
+    /// Whether `f(max(a, b)) == max(f(a), f(b))` exactly, rounding included (the piecewise-linear
+    /// kinds with a non-negative slope), so a max pool may run before the activation.
+    pub fn commutes_with_max(self) -> bool {
+        match self {
+            Activation::Relu => true,
+            Activation::LeakyRelu { alpha } => alpha >= 0.0,
+            _ => false,
+        }
+    }
+
     /// Whether the activation commutes with an inverted dropout (a positive scale or a zero):
     /// then its slope also follows from the dropped-out output, and the two fuse in any order.
     pub fn commutes_with_dropout(self) -> bool {

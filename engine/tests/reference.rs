@@ -52,6 +52,8 @@ fn conv2d_forward_matches_direct_convolution() {
     for (g, n) in [
         (geometry(28, 28, 1, 32, 5, 1, "\"same\""), 3),
         (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 2),
+        // one image alone: its positions split across the threads
+        (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 1),
         (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 4),
         (geometry(9, 7, 2, 3, 4, 3, "\"valid\""), 1),
         (geometry(5, 5, 4, 6, 1, 1, "\"valid\""), 5),
@@ -75,19 +77,24 @@ fn conv2d_forward_matches_direct_convolution() {
     }
 }
 
+/// Batches of several and of one (the single-row path that streams the weights, split by
+/// columns across threads; some inputs zero, as after a ReLU).
 #[test]
 fn dense_forward_matches_direct_product() {
     let d = Device::cpu();
-    let (n, i, o) = (3, 17, 5);
-    let (x, w, b) = (random(n * i, 4), random(i * o, 5), random(o, 6));
-    let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
-    let mut y = Tensor::zeros(&d, &[n * o]);
-    d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), Default::default(), &mut y);
-    let y = y.to_host();
-    for r in 0..n {
-        for c in 0..o {
-            let want: f32 = b[c] + (0..i).map(|k| x[r * i + k] * w[k * o + c]).sum::<f32>();
-            assert!((y[r * o + c] - want).abs() < 1e-5, "[{r},{c}]");
+    for (n, i, o) in [(3, 17, 5), (1, 17, 5), (1, 300, 1500), (2, 300, 1500)] {
+        let mut x = random(n * i, 4);
+        x.iter_mut().step_by(3).for_each(|v| *v = 0.0);
+        let (w, b) = (random(i * o, 5), random(o, 6));
+        let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
+        let mut y = Tensor::zeros(&d, &[n * o]);
+        d.dense_forward(n, i, o, &t(&x), &t(&w), &t(&b), Default::default(), &mut y);
+        let y = y.to_host();
+        for r in 0..n {
+            for c in 0..o {
+                let want: f32 = b[c] + (0..i).map(|k| x[r * i + k] * w[k * o + c]).sum::<f32>();
+                assert!((y[r * o + c] - want).abs() < 1e-4 * (1.0 + want.abs()), "n={n} i={i} o={o} [{r},{c}]: {} vs {want}", y[r * o + c]);
+            }
         }
     }
 }
@@ -162,5 +169,48 @@ fn conv2d_backwards_are_adjoint_at_full_batch() {
             let want: f64 = dy.iter().skip(c).step_by(g.out_c).map(|v| *v as f64).sum();
             assert!((db[c] as f64 - want).abs() < 1e-2, "db[{c}] {} vs {want}", db[c]);
         }
+    }
+}
+
+/// CPU inference runs a conv2d and the max pool after it in one pass (inside Winograd's output
+/// transform for 2x2 pools): the same values, bitwise, as the conv, its activation and the
+/// pool one after another, on both conv paths, odd sizes (a pool that drops the last row and
+/// column), overlapping pools, and batches smaller than the thread count (one image's
+/// positions split across threads).
+#[test]
+fn conv2d_with_max_pool_in_one_pass_matches_the_layers_in_turn() {
+    use engine::activation::Activation;
+    let d = Device::cpu();
+    let pool_of = |g: &Conv2dGeometry, size: usize, stride: usize| {
+        let layer = LayerSpec { name: "p".into(), kind: LayerKind::MaxPool { size: [size, size], stride: [stride, stride] } };
+        layer.pool_geometry(Shape::Image { h: g.out_h, w: g.out_w, c: g.out_c }).unwrap()
+    };
+    for (g, n, (size, stride), f) in [
+        (geometry(28, 28, 1, 32, 5, 1, "\"same\""), 3, (2, 2), Some(Activation::Relu)),
+        (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 5, (2, 2), Some(Activation::Relu)),
+        (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 1, (2, 2), Some(Activation::Relu)),
+        (geometry(15, 13, 9, 11, 5, 1, "\"same\""), 6, (2, 2), Some(Activation::LeakyRelu { alpha: 0.1 })),
+        (geometry(15, 13, 9, 11, 5, 1, "\"same\""), 4, (3, 2), None),
+        (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 2, (2, 1), Some(Activation::Relu)),
+    ] {
+        let pool = pool_of(&g, size, stride);
+        let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
+        let (x, w, b) = (t(&random(n * g.in_len(), 7)), t(&random(g.weight_len(), 8)), t(&random(g.out_c, 9)));
+        let mut conv = Tensor::zeros(&d, &[n * g.out_len()]);
+        let epilogue = engine::backend::Epilogue { activation: f, dropout: None };
+        d.conv2d_forward(&g, n, &x, &w, &b, epilogue, &mut conv);
+        let (mut want, mut argmax) = (Tensor::zeros(&d, &[n * pool.out_len()]), Tensor::<u32>::zeros(&d, &[n * pool.out_len()]));
+        d.max_pool_forward(&pool, n, &conv, &mut want, &mut argmax);
+        let mut got = Tensor::zeros(&d, &[n * pool.out_len()]);
+        d.conv2d_max_pool_inference(&g, &pool, n, &x, &w, &b, f, &mut got);
+        let (got, want) = (got.to_host(), want.to_host());
+        let differ = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(
+            differ.is_none(),
+            "{g:?} n={n} pool {size}/{stride} {f:?}: [{}] {} vs {}",
+            differ.unwrap(),
+            got[differ.unwrap()],
+            want[differ.unwrap()]
+        );
     }
 }

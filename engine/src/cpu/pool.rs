@@ -43,6 +43,28 @@ vectorized! {
     }
 }
 
+vectorized! {
+    /// Max pooling of one image without recording the winners (inference): the same maxima,
+    /// taken in the same window order, as [`max_forward_image`].
+    pub fn max_forward_image_values(g: &PoolGeometry, xi: &[f32], yi: &mut [f32]) {
+        let c = g.channels;
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let best = &mut yi[(oy * g.out_w + ox) * c..][..c];
+                best.copy_from_slice(&xi[((oy * g.stride_h) * g.in_w + ox * g.stride_w) * c..][..c]);
+                for ky in 0..g.size_h {
+                    for kx in 0..g.size_w {
+                        let window = &xi[((oy * g.stride_h + ky) * g.in_w + ox * g.stride_w + kx) * c..][..c];
+                        for (b, &v) in best.iter_mut().zip(window) {
+                            *b = if v > *b { v } else { *b };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn max_backward(g: &PoolGeometry, n: usize, dy: &[f32], argmax: &[u32], dx: &mut [f32]) {
     let (in_len, out_len) = (g.in_len(), g.out_len());
     dx[..n * in_len]

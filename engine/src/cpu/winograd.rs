@@ -85,10 +85,31 @@ fn tiles_per_image(g: &Conv2dGeometry) -> usize {
     g.out_h.div_ceil(TILE_OUT) * g.out_w.div_ceil(TILE_OUT)
 }
 
-/// `y = conv(x, w) + b` for `n` images of a geometry for which [`applies`] holds.
-pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filters<'_>, b: Option<&[f32]>, y: &mut [f32]) {
+/// What the output transform writes per image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Every output pixel.
+    Full,
+    /// Each 2x2 output tile's maximum: the convolution followed by a 2x2, stride-2 max pool
+    /// (`floor(out / 2)` pooled rows and columns), the full output never written.
+    MaxPool2x2,
+}
+
+impl Output {
+    fn len(self, g: &Conv2dGeometry) -> usize {
+        match self {
+            Output::Full => g.out_len(),
+            Output::MaxPool2x2 => (g.out_h / 2) * (g.out_w / 2) * g.out_c,
+        }
+    }
+}
+
+/// `y = conv(x, w) + b` for `n` images of a geometry for which [`applies`] holds, written as
+/// `out` says.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filters<'_>, b: Option<&[f32]>, out: Output, y: &mut [f32]) {
     debug_assert!(applies(g));
-    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let (in_len, out_len) = (g.in_len(), out.len(g));
     let chunk = chunk_size(n);
     let workers = n.div_ceil(chunk);
     debug_assert!(workers <= chunk_count(n));
@@ -104,7 +125,7 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
             .zip(workers_scratch.par_iter_mut())
             .for_each(|((yc, xc), buf)| {
                 for (yb, xb) in yc.chunks_mut(IMAGES_PER_BLOCK * out_len).zip(xc.chunks(IMAGES_PER_BLOCK * in_len)) {
-                    block(g, xb, u, b, yb, buf);
+                    block(g, xb, u, b, out, yb, buf);
                 }
             });
     });
@@ -160,7 +181,7 @@ vectorized! {
 }
 
 /// One block of up to `IMAGES_PER_BLOCK` images.
-fn block(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut [f32], buf: &mut [f32]) {
+fn block(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Output, y: &mut [f32], buf: &mut [f32]) {
     let images = x.len() / g.in_len();
     let tiles = tiles_per_image(g) * images;
     let cap = tiles_per_image(g) * IMAGES_PER_BLOCK;
@@ -176,8 +197,13 @@ fn block(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut
         let rhs = MatRef::row_major(&u[p * g.in_c * g.out_c..], g.in_c, g.out_c);
         matmul(&mut m[p * cap * g.out_c..p * cap * g.out_c + tiles * g.out_c], lhs, rhs, false, Threads::Single);
     }
+    let out_len = out.len(g);
     for img in 0..images {
-        output_transform(g, m, img * tiles_per_image(g), cap, bias, &mut y[img * g.out_len()..(img + 1) * g.out_len()], half);
+        let (first, yi) = (img * tiles_per_image(g), &mut y[img * out_len..(img + 1) * out_len]);
+        match out {
+            Output::Full => output_transform(g, m, first, cap, bias, yi, half),
+            Output::MaxPool2x2 => output_transform_max_pooled(g, m, first, cap, bias, yi, half),
+        }
     }
 }
 
@@ -307,6 +333,45 @@ fn output_transform(g: &Conv2dGeometry, m: &[f32], first: usize, cap: usize, bia
                     let src = &half[(r * TILE_OUT + s) * c..][..c];
                     write_with_bias(&mut y[(oy * g.out_w + ox) * c..][..c], src, bias);
                 }
+            }
+        }
+    }
+}
+
+/// Pooled `y` of one image: each whole 2x2 tile's `max(A^T M A) + bias` (the same values as the
+/// full output's maximum: adding a constant preserves order, rounding included).
+#[allow(clippy::too_many_arguments)]
+fn output_transform_max_pooled(
+    g: &Conv2dGeometry,
+    m: &[f32],
+    first: usize,
+    cap: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    half: &mut [f32],
+) {
+    let c = g.out_c;
+    let (tiles_w, pooled_h, pooled_w) = (g.out_w.div_ceil(TILE_OUT), g.out_h / 2, g.out_w / 2);
+    for ty in 0..pooled_h {
+        for tx in 0..pooled_w {
+            transform_tile_output(m, first + ty * tiles_w + tx, cap, c, half);
+            max_of_four_with_bias(&mut y[(ty * pooled_w + tx) * c..][..c], half, c, bias);
+        }
+    }
+}
+
+vectorized! {
+    /// `dst = max over the tile's 4 pixels (in row order) of half[pixel] + bias`.
+    fn max_of_four_with_bias(dst: &mut [f32], half: &[f32], c: usize, bias: Option<&[f32]>) {
+        dst.copy_from_slice(&half[..c]);
+        for pixel in 1..TILE_OUT * TILE_OUT {
+            for (d, &v) in dst.iter_mut().zip(&half[pixel * c..(pixel + 1) * c]) {
+                *d = if v > *d { v } else { *d };
+            }
+        }
+        if let Some(b) = bias {
+            for (d, b) in dst.iter_mut().zip(b) {
+                *d += b;
             }
         }
     }

@@ -105,6 +105,10 @@ struct Stage {
     /// Activations and dropout: run by the producer's epilogue / by the consumer's backward.
     forward_fused: bool,
     backward_fused: bool,
+    /// CPU inference: a conv2d's following max pool, run inside it (the pool's geometry and
+    /// output slot), and on that pool, that it is.
+    inference_pool: Option<(PoolGeometry, usize)>,
+    pooled_by_conv: bool,
 }
 
 /// What one training step reports (the only values read back).
@@ -253,10 +257,15 @@ impl Network {
                 input_mask: None,
                 forward_fused: false,
                 backward_fused: false,
+                inference_pool: None,
+                pooled_by_conv: false,
             });
         }
         debug_assert_eq!((next_param, next_state), (params.len(), state.len()));
         plan_fusion(&mut stages);
+        if matches!(device, Device::Cpu(_)) {
+            plan_inference_pooling(&mut stages);
+        }
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
         Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0 })
     }
@@ -427,6 +436,12 @@ impl Network {
         let p = &self.params;
         for (li, s) in self.stages.iter().enumerate() {
             match &s.op {
+                Op::Conv2d { geom, weight, bias } if dropout_step.is_none() && s.inference_pool.is_some() => {
+                    let (pool, pooled) = s.inference_pool.expect("matched");
+                    let (x, y) = pair(&mut ws.acts, s.input, pooled);
+                    d.conv2d_max_pool_inference(geom, &pool, n, x, &p[*weight].value, &p[*bias].value, s.epilogue.activation, y);
+                }
+                Op::MaxPool { .. } if dropout_step.is_none() && s.pooled_by_conv => {}
                 Op::Conv2d { geom, weight, bias } => {
                     let epilogue = self.epilogue(s.epilogue, dropout_step);
                     let (w, b) = (&p[*weight].value, &p[*bias].value);
@@ -651,6 +666,23 @@ fn plan_fusion(stages: &mut [Stage]) {
         if i < stages.len() && stages[i].input != 0 && stages[i].op.takes_input_mask() {
             stages[i].input_mask = Some(fused);
             stages[start..i].iter_mut().for_each(|s| s.backward_fused = true);
+        }
+    }
+}
+
+/// On the CPU, inference runs each conv2d whose output only a max pool reads (its fused
+/// activation, if any, commuting with max) together with that pool.
+fn plan_inference_pooling(stages: &mut [Stage]) {
+    for i in 0..stages.len() {
+        if !matches!(stages[i].op, Op::Conv2d { .. }) || stages[i].epilogue.activation.is_some_and(|f| !f.commutes_with_max()) {
+            continue;
+        }
+        let Some(next) = (i + 1..stages.len()).find(|&j| !stages[j].forward_fused) else { continue };
+        if let Op::MaxPool { geom } = stages[next].op
+            && stages[next].input == stages[i].output
+        {
+            stages[i].inference_pool = Some((geom, stages[next].output));
+            stages[next].pooled_by_conv = true;
         }
     }
 }

@@ -55,6 +55,10 @@ fn conv2d_forward_matches_direct_convolution() {
         // one image alone: its positions split across the threads
         (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 1),
         (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 4),
+        // the direct kernel (few input channels, output channels in whole vectors), strided
+        (geometry(17, 13, 3, 16, 3, 2, "\"same\""), 2),
+        (geometry(9, 7, 2, 32, 4, 3, "\"valid\""), 3),
+        (geometry(28, 28, 1, 32, 5, 1, "\"same\""), 1),
         (geometry(9, 7, 2, 3, 4, 3, "\"valid\""), 1),
         (geometry(5, 5, 4, 6, 1, 1, "\"valid\""), 5),
         // Winograd: 5x5, stride 1, 8+ input channels, odd sizes and paddings

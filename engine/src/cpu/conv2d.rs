@@ -1,13 +1,14 @@
 //! 2-D convolution, NHWC activations, weights `[kh, kw, c_in, c_out]` (a `[patch, c_out]` matrix).
-//! im2col per image into a per-chunk scratch buffer that stays in cache, then one GEMM.
+//! im2col per image into a per-chunk scratch buffer that stays in cache, then one GEMM (5x5
+//! layers with 8+ input channels through Winograd, few input channels through a direct kernel).
 
 use rayon::prelude::*;
 
 use super::elementwise::{activation_in_place, add_assign};
 use super::gemm::{MatRef, Threads, matmul};
-use super::pool;
 use super::winograd::{self, Filters, Output};
 use super::{chunk_count, chunk_size};
+use super::{conv_direct, pool};
 use crate::activation::Activation;
 use crate::backend::{Conv2dGeometry, PoolGeometry};
 use crate::device::CpuDevice;
@@ -138,7 +139,13 @@ fn per_image(
     let in_len = g.in_len();
     let chunk = chunk_size(n);
     let alone = n < rayon::current_num_threads();
-    let col_len = if g.is_pointwise() { 0 } else { g.positions() * g.patch_len() };
+    let col_len = if conv_direct::applies(g) {
+        conv_direct::scratch_len(g)
+    } else if g.is_pointwise() {
+        0
+    } else {
+        g.positions() * g.patch_len()
+    };
     dev.with_scratch(n.div_ceil(chunk), col_len + extra_len, |scratch| {
         y[..n * y_len].par_chunks_mut(chunk * y_len).zip(x[..n * in_len].par_chunks(chunk * in_len)).zip(scratch.par_iter_mut()).for_each(
             |((yc, xc), buf)| {
@@ -154,9 +161,12 @@ fn per_image(
 /// Output rows (positions) below which one image's convolution runs on one thread.
 const SPLIT_IMAGE_FROM_POSITIONS: usize = 64;
 
-/// One image: `y = im2col(x) w + b`. `alone` (a batch smaller than the thread count), it splits
+/// One image: `y = im2col(x) w + b` (or the direct kernel for few input channels). `alone` (a batch smaller than the thread count), it splits
 /// its output positions across the threads.
 fn conv_image(g: &Conv2dGeometry, xi: &[f32], w: &[f32], b: &[f32], col: &mut [f32], yi: &mut [f32], alone: bool) {
+    if conv_direct::applies(g) {
+        return conv_direct::forward_image(g, xi, w, b, col, yi, alone);
+    }
     let (patch, positions) = (g.patch_len(), g.positions());
     let threads = rayon::current_num_threads();
     let rows = |first: usize, col: &mut [f32], y: &mut [f32]| {

@@ -16,6 +16,7 @@ macro_rules! vectorized {
 
 pub mod batchnorm;
 pub mod conv2d;
+pub mod conv_direct;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;

@@ -17,6 +17,7 @@ fn network(config: &Config) -> Network {
 }
 
 fn training_step(c: &mut Criterion) {
+    benches::cpu_threads();
     let mut g = c.benchmark_group("train");
     g.throughput(Throughput::Elements(100));
     benches::train_step(&mut g, "step_batch100", Device::cpu(), 100);
@@ -24,6 +25,7 @@ fn training_step(c: &mut Criterion) {
 }
 
 fn inference(c: &mut Criterion) {
+    benches::cpu_threads();
     let config = reference();
     let mut predictor = Predictor::new(network(&config), 256);
     let images: Vec<f32> = synthetic(256).0.iter().map(|&p| p as f32 / 255.0).collect();
@@ -36,6 +38,7 @@ fn inference(c: &mut Criterion) {
 }
 
 fn kernels(c: &mut Criterion) {
+    benches::cpu_threads();
     let d = Device::cpu();
     let spec = reference().model_spec().unwrap();
     let shapes = spec.shapes().unwrap();

@@ -9,6 +9,12 @@ use engine::Device;
 use engine::model::{Config, Network};
 use engine::optim::Optimizer;
 
+/// The CPU threads as `trainer` and `server` set them up (one per core, denormals flushed);
+/// later calls leave the pool as it is.
+pub fn cpu_threads() {
+    let _already_built = engine::cpu::threads::configure(None);
+}
+
 /// The reference CNN of `trainer/HyperParams.config`.
 pub fn reference() -> Config {
     Config::parse(include_str!("../../trainer/HyperParams.config")).expect("reference config")

@@ -615,9 +615,18 @@ impl Network {
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class
     /// probabilities and argmax classes into the workspace's outputs.
     pub fn infer_uploaded(&self, ws: &mut Workspace, n: usize) {
-        self.forward_inference(ws, n);
-        let logits = &ws.acts[self.logits_slot()];
-        self.device.predict(n, self.num_classes(), logits, &mut ws.outputs);
+        let infer = |ws: &mut Workspace| {
+            self.forward_inference(ws, n);
+            let logits = &ws.acts[self.logits_slot()];
+            self.device.predict(n, self.num_classes(), logits, &mut ws.outputs);
+        };
+        match self.device {
+            // On a pool thread, a kernel's parallel loop that has one piece runs in place and
+            // one with more hands pieces to the other workers: one hand-off per batch instead
+            // of one per kernel, which at batch 1 is a sizeable share of the latency.
+            Device::Cpu(_) => rayon::scope(|_| infer(ws)),
+            Device::Gpu(_) => infer(ws),
+        }
     }
 
     /// Uploads `n` float examples into slot 0.

@@ -218,3 +218,55 @@ fn conv2d_with_max_pool_in_one_pass_matches_the_layers_in_turn() {
         );
     }
 }
+
+/// The weight gradient against direct f64 sums, element by element: Winograd's (5x5, stride 1,
+/// 8+ input channels, batches of 4+, odd sizes, paddings "same", "valid" and 4) and im2col's.
+#[test]
+fn conv2d_weight_gradient_matches_direct_sums() {
+    let d = Device::cpu();
+    for (g, n) in [
+        (geometry(15, 13, 9, 11, 5, 1, "\"same\""), 6),
+        (geometry(9, 7, 8, 5, 5, 1, "\"valid\""), 4),
+        (geometry(3, 2, 16, 8, 5, 1, "4"), 5),
+        (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 9),
+        (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 3),
+    ] {
+        let (x, dy) = (random(n * g.in_len(), 11), random(n * g.out_len(), 12));
+        let t = |v: &[f32]| Tensor::from_host(&d, "t", &[v.len()], v).unwrap();
+        let (mut dw, mut db) = (Tensor::zeros(&d, &[g.weight_len()]), Tensor::zeros(&d, &[g.out_c]));
+        d.conv2d_backward_weight(&g, n, &t(&x), &t(&dy), &mut dw, &mut db);
+        let (dw, db) = (dw.to_host(), db.to_host());
+        let path = if engine::cpu::winograd::worthwhile(&g, n) { "winograd" } else { "im2col" };
+        for ky in 0..g.kernel_h {
+            for kx in 0..g.kernel_w {
+                for ci in 0..g.in_c {
+                    for co in 0..g.out_c {
+                        let mut want = 0.0f64;
+                        for img in 0..n {
+                            for oy in 0..g.out_h {
+                                for ox in 0..g.out_w {
+                                    let iy = (oy * g.stride_h + ky) as isize - g.pad_top as isize;
+                                    let ix = (ox * g.stride_w + kx) as isize - g.pad_left as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[img * g.in_len() + (iy as usize * g.in_w + ix as usize) * g.in_c + ci];
+                                    want += xv as f64 * dy[img * g.out_len() + (oy * g.out_w + ox) * g.out_c + co] as f64;
+                                }
+                            }
+                        }
+                        let got = dw[((ky * g.kernel_w + kx) * g.in_c + ci) * g.out_c + co] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                            "{path} {g:?} n={n} dw[{ky},{kx},{ci},{co}]: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+        for co in 0..g.out_c {
+            let want: f64 = (0..n * g.positions()).map(|i| dy[i * g.out_c + co] as f64).sum();
+            assert!((db[co] as f64 - want).abs() <= 1e-3 * (1.0 + want.abs()), "{path} {g:?} db[{co}]: {} vs {want}", db[co]);
+        }
+    }
+}

@@ -227,6 +227,9 @@ pub fn backward_input(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, dy: &[f32],
 
 /// `dw = sum_n im2col(x)^T dy`, `db = sum_n sum_positions dy` for `n` images.
 pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    if winograd::worthwhile(g, n) {
+        return winograd::backward_weight(dev, g, n, x, dy, dw, db);
+    }
     let (in_len, out_len, patch, positions) = (g.in_len(), g.out_len(), g.patch_len(), g.positions());
     let chunk = chunk_size(n);
     let chunks = n.div_ceil(chunk);

@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::add_assign;
 use super::gemm::{MatRef, Threads, matmul};
 use super::{chunk_count, chunk_size};
 use crate::backend::Conv2dGeometry;
@@ -404,6 +405,133 @@ vectorized! {
                 let column = at(std::array::from_fn(|i| rows[i][s]));
                 for (r, out) in column.iter().enumerate() {
                     store(half, (r * TILE_OUT + s) * c + c0, out, width);
+                }
+            }
+        }
+    }
+}
+
+/// `dw = sum over images of the correlation of x with dy` and `db = sum of dy`, the gradients
+/// of a geometry for which [`applies`] holds, through the transposed transforms: the forward
+/// is `y = A^T [(G w G^T) . (B^T d B)] A` per tile, so `dw = G^T [sum over tiles of
+/// (B^T d B) . (A dy A^T)] G`. The sum over tiles is 36 GEMMs per block of images (tiles as the
+/// inner dimension); the 6x6 -> 5x5 transform runs once, after the per-thread sums are added
+/// in thread order.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    debug_assert!(applies(g));
+    let (in_len, out_len, ci, co) = (g.in_len(), g.out_len(), g.in_c, g.out_c);
+    let chunk = chunk_size(n);
+    let chunks = n.div_ceil(chunk);
+    let per_image = tiles_per_image(g);
+    let cap = per_image * IMAGES_PER_BLOCK;
+    let sums_len = POINTS * ci * co + co;
+    let worker_len = sums_len + POINTS * cap * (ci + co) + POINTS * ci.max(co);
+    dev.with_scratch(chunks, worker_len, |scratch| {
+        scratch.par_iter_mut().zip(x[..n * in_len].par_chunks(chunk * in_len)).zip(dy[..n * out_len].par_chunks(chunk * out_len)).for_each(
+            |((buf, xc), dyc)| {
+                let (sums, rest) = buf.split_at_mut(sums_len);
+                let (v, rest) = rest.split_at_mut(POINTS * cap * ci);
+                let (d, rest) = rest.split_at_mut(POINTS * cap * co);
+                let patch = &mut rest[..POINTS * ci.max(co)];
+                sums.fill(0.0);
+                let (m, bias) = sums.split_at_mut(POINTS * ci * co);
+                for (xb, dyb) in xc.chunks(IMAGES_PER_BLOCK * in_len).zip(dyc.chunks(IMAGES_PER_BLOCK * out_len)) {
+                    let images = xb.len() / in_len;
+                    for img in 0..images {
+                        let dyi = &dyb[img * out_len..(img + 1) * out_len];
+                        input_transform(g, &xb[img * in_len..(img + 1) * in_len], img * per_image, cap, v, patch);
+                        gradient_transform(g, dyi, img * per_image, cap, d);
+                        for row in dyi.chunks(co) {
+                            add_assign(bias, row);
+                        }
+                    }
+                    let tiles = per_image * images;
+                    for p in 0..POINTS {
+                        let lhs = MatRef::row_major(&v[p * cap * ci..], tiles, ci).t();
+                        let rhs = MatRef::row_major(&d[p * cap * co..], tiles, co);
+                        matmul(&mut m[p * ci * co..(p + 1) * ci * co], lhs, rhs, true, Threads::Single);
+                    }
+                }
+            },
+        );
+        let (total, others) = scratch.split_first_mut().expect("at least one chunk");
+        for other in others.iter() {
+            add_assign(&mut total[..sums_len], &other[..sums_len]);
+        }
+        let (m, bias) = total[..sums_len].split_at(POINTS * ci * co);
+        db[..co].copy_from_slice(bias);
+        untransform_weight_gradient(m, ci * co, &mut dw[..K * K * ci * co]);
+    });
+}
+
+/// `D[p][tile][co] = (A dy A^T)[p]` for the 2x2 gradient tiles of one image (zeros past its
+/// edge; tile numbers from `first`, `cap` tiles per point).
+fn gradient_transform(g: &Conv2dGeometry, dy: &[f32], first: usize, cap: usize, d: &mut [f32]) {
+    let co = g.out_c;
+    let tiles_w = g.out_w.div_ceil(TILE_OUT);
+    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
+        for tx in 0..tiles_w {
+            let pixel = |r: usize, s: usize| {
+                let (oy, ox) = (ty * TILE_OUT + r, tx * TILE_OUT + s);
+                (oy < g.out_h && ox < g.out_w).then(|| (oy * g.out_w + ox) * co)
+            };
+            let at = [[pixel(0, 0), pixel(0, 1)], [pixel(1, 0), pixel(1, 1)]];
+            transform_tile_gradient(dy, &at, co, d, cap, first + ty * tiles_w + tx);
+        }
+    }
+}
+
+/// `A m` along one axis (`A` is 6x2, the transpose of [`at`]'s), lane-wise.
+#[inline(always)]
+fn a_expand(m: [Lanes; TILE_OUT]) -> [Lanes; TILE_IN] {
+    let mut r = [[0.0; LANES]; TILE_IN];
+    for l in 0..LANES {
+        let [m0, m1] = [m[0][l], m[1][l]];
+        r[0][l] = m0;
+        r[1][l] = m0 + m1;
+        r[2][l] = m0 - m1;
+        r[3][l] = m0 + 2.0 * m1;
+        r[4][l] = m0 - 2.0 * m1;
+        r[5][l] = m1;
+    }
+    r
+}
+
+vectorized! {
+    /// `D[p][tile] = (A dy A^T)[p]` for one 2x2 tile whose pixels start at `at` (`None`: past
+    /// the edge, zero), `LANES` channels at a time.
+    fn transform_tile_gradient(dy: &[f32], at: &[[Option<usize>; TILE_OUT]; TILE_OUT], co: usize, d: &mut [f32], cap: usize, tile: usize) {
+        for c0 in (0..co).step_by(LANES) {
+            let width = LANES.min(co - c0);
+            let value = |p: Option<usize>| p.map_or([0.0; LANES], |p| load(dy, p + c0, width));
+            let rows = [a_expand([value(at[0][0]), value(at[0][1])]), a_expand([value(at[1][0]), value(at[1][1])])];
+            for j in 0..TILE_IN {
+                for (i, out) in a_expand([rows[0][j], rows[1][j]]).iter().enumerate() {
+                    store(d, ((i * TILE_IN + j) * cap + tile) * co + c0, out, width);
+                }
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// `dw[ky][kx] = sum over (i, j) of G[i][ky] G[j][kx] m[i][j]`, each `m[p]` and `dw[tap]` a
+    /// block of `block` values (`[ci][co]`).
+    fn untransform_weight_gradient(m: &[f32], block: usize, dw: &mut [f32]) {
+        for ky in 0..K {
+            for kx in 0..K {
+                let out = &mut dw[(ky * K + kx) * block..][..block];
+                out.fill(0.0);
+                for i in 0..TILE_IN {
+                    for j in 0..TILE_IN {
+                        let coef = G[i][ky] * G[j][kx];
+                        if coef != 0.0 {
+                            for (o, v) in out.iter_mut().zip(&m[(i * TILE_IN + j) * block..][..block]) {
+                                *o += coef * v;
+                            }
+                        }
+                    }
                 }
             }
         }

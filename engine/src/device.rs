@@ -128,21 +128,27 @@ impl Device {
 /// The CPU device: rayon's pool, plus per-chunk scratch buffers that grow once and are reused.
 #[derive(Clone, Debug, Default)]
 pub struct CpuDevice {
-    scratch: Arc<Mutex<Vec<Vec<f32>>>>,
+    /// Idle scratch sets. A kernel takes one for its call and puts it back; the lock is held
+    /// only to take or return one, never while a kernel runs: a pool thread waiting inside a
+    /// kernel may run another request's kernel, which then takes a set of its own.
+    scratch: Arc<Mutex<Vec<Vec<Vec<f32>>>>>,
 }
 
 impl CpuDevice {
     /// Runs `f` with `chunks` scratch buffers of at least `len` floats each.
     pub(crate) fn with_scratch<R>(&self, chunks: usize, len: usize, f: impl FnOnce(&mut [Vec<f32>]) -> R) -> R {
-        let mut guard = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.len() < chunks {
-            guard.resize_with(chunks, Vec::new);
+        let idle = || self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = idle().pop().unwrap_or_default();
+        if set.len() < chunks {
+            set.resize_with(chunks, Vec::new);
         }
-        for buf in guard.iter_mut().take(chunks) {
+        for buf in set.iter_mut().take(chunks) {
             if buf.len() < len {
                 buf.resize(len, 0.0);
             }
         }
-        f(&mut guard[..chunks])
+        let result = f(&mut set[..chunks]);
+        idle().push(set);
+        result
     }
 }

@@ -105,12 +105,14 @@ pub fn forward_max_pooled(
         winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), Output::MaxPool2x2, y);
     } else if winograd::worthwhile(g, n) {
         // Other pools after Winograd (rare): the full output, then the pool, as the layers would.
-        let mut full = vec![0.0; n * g.out_len()];
-        winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), Output::Full, &mut full);
-        y[..n * pooled_len]
-            .par_chunks_mut(pooled_len)
-            .zip(full.par_chunks(g.out_len()))
-            .for_each(|(yi, full)| pool::max_forward_image_values(pool, full, yi));
+        dev.with_scratch(1, n * g.out_len(), |full| {
+            let full = &mut full[0][..n * g.out_len()];
+            winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), Output::Full, full);
+            y[..n * pooled_len]
+                .par_chunks_mut(pooled_len)
+                .zip(full.par_chunks(g.out_len()))
+                .for_each(|(yi, full)| pool::max_forward_image_values(pool, full, yi));
+        });
     } else {
         per_image(dev, g, n, x, pooled_len, g.out_len(), y, |xi, col, full, yi, alone| {
             conv_image(g, xi, w, b, col, full, alone);
@@ -161,8 +163,8 @@ fn per_image(
 /// Output rows (positions) below which one image's convolution runs on one thread.
 const SPLIT_IMAGE_FROM_POSITIONS: usize = 64;
 
-/// One image: `y = im2col(x) w + b` (or the direct kernel for few input channels). `alone` (a batch smaller than the thread count), it splits
-/// its output positions across the threads.
+/// One image: `y = im2col(x) w + b`, or the direct kernel for few input channels. `alone` (a
+/// batch smaller than the thread count), it splits its output positions across the threads.
 fn conv_image(g: &Conv2dGeometry, xi: &[f32], w: &[f32], b: &[f32], col: &mut [f32], yi: &mut [f32], alone: bool) {
     if conv_direct::applies(g) {
         return conv_direct::forward_image(g, xi, w, b, col, yi, alone);

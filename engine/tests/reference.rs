@@ -66,6 +66,11 @@ fn conv2d_forward_matches_direct_convolution() {
         (geometry(9, 7, 8, 5, 5, 1, "\"valid\""), 5),
         (geometry(3, 2, 16, 8, 5, 1, "4"), 4),
         (geometry(1, 1, 8, 3, 5, 1, "\"same\""), 7),
+        // Winograd with output channels in whole vectors (the register-panel products), tile
+        // groups that span images and end part-full
+        (geometry(17, 13, 9, 48, 5, 1, "\"same\""), 3),
+        (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 5),
+        (geometry(6, 5, 8, 16, 5, 1, "\"valid\""), 4),
     ] {
         let x = random(n * g.in_len(), 1);
         let w = random(g.weight_len(), 2);

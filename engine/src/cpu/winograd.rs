@@ -7,6 +7,8 @@
 //! bias. Blocks stay in L2; each thread owns whole images, so results do not depend on timing.
 #![allow(clippy::needless_range_loop)] // tile arithmetic reads clearest with explicit indices
 
+mod product;
+
 use rayon::prelude::*;
 
 use super::elementwise::add_assign;
@@ -75,10 +77,9 @@ pub enum Filters<'a> {
     Flipped(&'a [f32]),
 }
 
-/// Scratch floats one worker needs, and the shared filter transform's size.
+/// Scratch floats one forward worker needs, and the shared filter transform's size.
 fn sizes(g: &Conv2dGeometry) -> (usize, usize) {
-    let tiles = tiles_per_image(g) * IMAGES_PER_BLOCK;
-    let worker = POINTS * tiles * (g.in_c + g.out_c) + 2 * POINTS * g.in_c.max(g.out_c);
+    let worker = POINTS * GROUP * (g.in_c + g.out_c) + 2 * POINTS * g.in_c.max(g.out_c);
     (worker, POINTS * g.in_c * g.out_c)
 }
 
@@ -125,11 +126,64 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
             .zip(x[..n * in_len].par_chunks(chunk * in_len))
             .zip(workers_scratch.par_iter_mut())
             .for_each(|((yc, xc), buf)| {
-                for (yb, xb) in yc.chunks_mut(IMAGES_PER_BLOCK * out_len).zip(xc.chunks(IMAGES_PER_BLOCK * in_len)) {
-                    block(g, xb, u, b, out, yb, buf);
+                let tiles = tiles_per_image(g) * (xc.len() / in_len);
+                for first in (0..tiles).step_by(GROUP) {
+                    group(g, xc, u, b, out, yc, first, GROUP.min(tiles - first), buf);
                 }
             });
     });
+}
+
+/// Tiles transformed, multiplied and transformed back together: their `V` and `M` (36 points
+/// each) stay in L2 while the filters stream through it.
+const GROUP: usize = 24;
+
+/// `count` tiles from tile `first` of the images in `x` (numbered image by image, row by row):
+/// input transform, the 36 point products, output transform into `y`.
+#[allow(clippy::too_many_arguments)]
+fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Output, y: &mut [f32], first: usize, count: usize, buf: &mut [f32]) {
+    let (ci, co) = (g.in_c, g.out_c);
+    let (per_image, tiles_w) = (tiles_per_image(g), g.out_w.div_ceil(TILE_OUT));
+    let (v, rest) = buf.split_at_mut(POINTS * GROUP * ci);
+    let (m, rest) = rest.split_at_mut(POINTS * GROUP * co);
+    let (patch, rest) = rest.split_at_mut(POINTS * ci.max(co));
+    let half = &mut rest[..POINTS * ci.max(co)];
+    let locate = |tile: usize| (tile / per_image, (tile % per_image) / tiles_w, tile % tiles_w);
+    for t in 0..count {
+        let (img, ty, tx) = locate(first + t);
+        input_tile(g, &x[img * g.in_len()..(img + 1) * g.in_len()], ty, tx, v, GROUP, t, patch);
+    }
+    let rows = count.next_multiple_of(product::ROW_MULTIPLE);
+    if rows > count {
+        for p in 0..POINTS {
+            v[(p * GROUP + count) * ci..(p * GROUP + rows) * ci].fill(0.0);
+        }
+    }
+    for p in 0..POINTS {
+        let (vp, up, mp) = (&v[p * GROUP * ci..][..rows * ci], &u[p * ci * co..][..ci * co], &mut m[p * GROUP * co..][..rows * co]);
+        if product::applies(co) {
+            product::multiply(vp, up, mp, rows, ci, co);
+        } else {
+            matmul(mp, MatRef::row_major(vp, rows, ci), MatRef::row_major(up, ci, co), false, Threads::Single);
+        }
+    }
+    let out_len = out.len(g);
+    let (pooled_h, pooled_w) = (g.out_h / 2, g.out_w / 2);
+    for t in 0..count {
+        let (img, ty, tx) = locate(first + t);
+        let yi = &mut y[img * out_len..(img + 1) * out_len];
+        match out {
+            Output::Full => {
+                transform_tile_output(m, t, GROUP, co, half);
+                write_tile(g, ty, tx, bias, yi, half);
+            }
+            Output::MaxPool2x2 if ty < pooled_h && tx < pooled_w => {
+                transform_tile_output(m, t, GROUP, co, half);
+                max_of_four_with_bias(&mut yi[(ty * pooled_w + tx) * co..][..co], half, co, bias);
+            }
+            Output::MaxPool2x2 => {}
+        }
+    }
 }
 
 /// `U[p][ci][co] = (G g G^T)[p]` for every channel pair, `LANES` output channels at a time.
@@ -181,64 +235,41 @@ vectorized! {
     }
 }
 
-/// One block of up to `IMAGES_PER_BLOCK` images.
-fn block(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Output, y: &mut [f32], buf: &mut [f32]) {
-    let images = x.len() / g.in_len();
-    let tiles = tiles_per_image(g) * images;
-    let cap = tiles_per_image(g) * IMAGES_PER_BLOCK;
-    let (v, rest) = buf.split_at_mut(POINTS * cap * g.in_c);
-    let (m, rest) = rest.split_at_mut(POINTS * cap * g.out_c);
-    let (patch, rest) = rest.split_at_mut(POINTS * g.in_c.max(g.out_c));
-    let half = &mut rest[..POINTS * g.in_c.max(g.out_c)];
-    for img in 0..images {
-        input_transform(g, &x[img * g.in_len()..(img + 1) * g.in_len()], img * tiles_per_image(g), cap, v, patch);
-    }
-    for p in 0..POINTS {
-        let lhs = MatRef::row_major(&v[p * cap * g.in_c..], tiles, g.in_c);
-        let rhs = MatRef::row_major(&u[p * g.in_c * g.out_c..], g.in_c, g.out_c);
-        matmul(&mut m[p * cap * g.out_c..p * cap * g.out_c + tiles * g.out_c], lhs, rhs, false, Threads::Single);
-    }
-    let out_len = out.len(g);
-    for img in 0..images {
-        let (first, yi) = (img * tiles_per_image(g), &mut y[img * out_len..(img + 1) * out_len]);
-        match out {
-            Output::Full => output_transform(g, m, first, cap, bias, yi, half),
-            Output::MaxPool2x2 => output_transform_max_pooled(g, m, first, cap, bias, yi, half),
+/// `V[p][tile][ci]` for the tiles of one image (tile numbers from `first`; `cap` tiles per point).
+fn input_transform(g: &Conv2dGeometry, x: &[f32], first: usize, cap: usize, v: &mut [f32], patch: &mut [f32]) {
+    let tiles_w = g.out_w.div_ceil(TILE_OUT);
+    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
+        for tx in 0..tiles_w {
+            input_tile(g, x, ty, tx, v, cap, first + ty * tiles_w + tx, patch);
         }
     }
 }
 
-/// `V[p][tile][ci]` for the tiles of one image (tile numbers from `first`; `cap` tiles per point).
-fn input_transform(g: &Conv2dGeometry, x: &[f32], first: usize, cap: usize, v: &mut [f32], patch: &mut [f32]) {
+/// `V[p][tile]` for the tile at tile row `ty`, column `tx` of the image `x`.
+#[allow(clippy::too_many_arguments)]
+fn input_tile(g: &Conv2dGeometry, x: &[f32], ty: usize, tx: usize, v: &mut [f32], cap: usize, tile: usize, patch: &mut [f32]) {
     let c = g.in_c;
-    let tiles_w = g.out_w.div_ceil(TILE_OUT);
-    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
-        let iy0 = (ty * TILE_OUT) as isize - g.pad_top as isize;
-        for tx in 0..tiles_w {
-            let ix0 = (tx * TILE_OUT) as isize - g.pad_left as isize;
-            let tile = first + ty * tiles_w + tx;
-            let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + TILE_IN <= g.in_h && ix0 as usize + TILE_IN <= g.in_w;
-            if inside {
-                let start = (iy0 as usize * g.in_w + ix0 as usize) * c;
-                transform_tile_input(&x[start..], g.in_w * c, c, v, cap, tile);
-                continue;
+    let iy0 = (ty * TILE_OUT) as isize - g.pad_top as isize;
+    let ix0 = (tx * TILE_OUT) as isize - g.pad_left as isize;
+    let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + TILE_IN <= g.in_h && ix0 as usize + TILE_IN <= g.in_w;
+    if inside {
+        let start = (iy0 as usize * g.in_w + ix0 as usize) * c;
+        return transform_tile_input(&x[start..], g.in_w * c, c, v, cap, tile);
+    }
+    // d[a][b][ci] with zeros outside the image.
+    for a in 0..TILE_IN {
+        let iy = iy0 + a as isize;
+        for bb in 0..TILE_IN {
+            let ix = ix0 + bb as isize;
+            let dst = &mut patch[(a * TILE_IN + bb) * c..][..c];
+            if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
+                dst.fill(0.0);
+            } else {
+                dst.copy_from_slice(&x[(iy as usize * g.in_w + ix as usize) * c..][..c]);
             }
-            // d[a][b][ci] with zeros outside the image.
-            for a in 0..TILE_IN {
-                let iy = iy0 + a as isize;
-                for bb in 0..TILE_IN {
-                    let ix = ix0 + bb as isize;
-                    let dst = &mut patch[(a * TILE_IN + bb) * c..][..c];
-                    if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
-                        dst.fill(0.0);
-                    } else {
-                        dst.copy_from_slice(&x[(iy as usize * g.in_w + ix as usize) * c..][..c]);
-                    }
-                }
-            }
-            transform_tile_input(patch, TILE_IN * c, c, v, cap, tile);
         }
     }
+    transform_tile_input(patch, TILE_IN * c, c, v, cap, tile);
 }
 
 /// Channels transformed together (one AVX-512 register).
@@ -248,39 +279,51 @@ type Lanes = [f32; LANES];
 /// `B^T d` along one axis, lane-wise (the rows of `B_T` written out).
 #[inline(always)]
 fn bt(d: [Lanes; TILE_IN]) -> [Lanes; TILE_IN] {
-    let mut r = [[0.0; LANES]; TILE_IN];
-    for l in 0..LANES {
-        let [d0, d1, d2, d3, d4, d5] = [d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]];
-        r[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
-        r[1][l] = -4.0 * (d1 + d2) + d3 + d4;
-        r[2][l] = 4.0 * (d1 - d2) - d3 + d4;
-        r[3][l] = 2.0 * (d3 - d1) - d2 + d4;
-        r[4][l] = 2.0 * (d1 - d3) - d2 + d4;
-        r[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
-    }
-    r
+    let [d0, d1, d2, d3, d4, d5] = d;
+    [
+        lanes(|l| 4.0 * d0[l] - 5.0 * d2[l] + d4[l]),
+        lanes(|l| -4.0 * (d1[l] + d2[l]) + d3[l] + d4[l]),
+        lanes(|l| 4.0 * (d1[l] - d2[l]) - d3[l] + d4[l]),
+        lanes(|l| 2.0 * (d3[l] - d1[l]) - d2[l] + d4[l]),
+        lanes(|l| 2.0 * (d1[l] - d3[l]) - d2[l] + d4[l]),
+        lanes(|l| 4.0 * d1[l] - 5.0 * d3[l] + d5[l]),
+    ]
 }
 
 /// `A^T m` along one axis, lane-wise.
 #[inline(always)]
 fn at(m: [Lanes; TILE_IN]) -> [Lanes; TILE_OUT] {
-    let mut r = [[0.0; LANES]; TILE_OUT];
+    let [m0, m1, m2, m3, m4, m5] = m;
+    [lanes(|l| m0[l] + m1[l] + m2[l] + m3[l] + m4[l]), lanes(|l| m1[l] - m2[l] + 2.0 * (m3[l] - m4[l]) + m5[l])]
+}
+
+/// A vector built lane by lane.
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
+    let mut v = [0.0; LANES];
     for l in 0..LANES {
-        let [m0, m1, m2, m3, m4, m5] = [m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]];
-        r[0][l] = m0 + m1 + m2 + m3 + m4;
-        r[1][l] = m1 - m2 + 2.0 * (m3 - m4) + m5;
+        v[l] = f(l);
     }
-    r
+    v
+}
+
+/// Six vectors built one by one.
+#[inline(always)]
+fn six(f: impl Fn(usize) -> Lanes) -> [Lanes; TILE_IN] {
+    let mut v = [[0.0; LANES]; TILE_IN];
+    for i in 0..TILE_IN {
+        v[i] = f(i);
+    }
+    v
 }
 
 #[inline(always)]
 fn load(src: &[f32], at: usize, width: usize) -> Lanes {
-    let mut v = [0.0; LANES];
     if width == LANES {
-        v.copy_from_slice(&src[at..at + LANES]);
-    } else {
-        v[..width].copy_from_slice(&src[at..at + width]);
+        return src[at..at + LANES].try_into().expect("LANES values");
     }
+    let mut v = [0.0; LANES];
+    v[..width].copy_from_slice(&src[at..at + width]);
     v
 }
 
@@ -299,15 +342,12 @@ vectorized! {
     fn transform_tile_input(d: &[f32], row_stride: usize, c: usize, v: &mut [f32], cap: usize, tile: usize) {
         for c0 in (0..c).step_by(LANES) {
             let width = LANES.min(c - c0);
-            let mut cols = [[[0.0; LANES]; TILE_IN]; TILE_IN];
+            let mut columns = [[[0.0; LANES]; TILE_IN]; TILE_IN];
             for b in 0..TILE_IN {
-                let column = bt(std::array::from_fn(|a| load(d, a * row_stride + b * c + c0, width)));
-                for i in 0..TILE_IN {
-                    cols[i][b] = column[i];
-                }
+                columns[b] = bt(six(|a| load(d, a * row_stride + b * c + c0, width)));
             }
-            for (i, row) in cols.iter().enumerate() {
-                for (j, out) in bt(*row).iter().enumerate() {
+            for i in 0..TILE_IN {
+                for (j, out) in bt(six(|b| columns[b][i])).iter().enumerate() {
                     store(v, ((i * TILE_IN + j) * cap + tile) * c + c0, out, width);
                 }
             }
@@ -315,54 +355,24 @@ vectorized! {
     }
 }
 
-/// `y` tiles of one image from `M[p][tile][co]`: `A^T M A + bias`, clipped to the image.
-#[allow(clippy::too_many_arguments)]
-fn output_transform(g: &Conv2dGeometry, m: &[f32], first: usize, cap: usize, bias: Option<&[f32]>, y: &mut [f32], half: &mut [f32]) {
+/// The pixels of the output tile at tile row `ty`, column `tx` that lie in the image, from
+/// `half` (`A^T M A`) plus the bias.
+fn write_tile(g: &Conv2dGeometry, ty: usize, tx: usize, bias: Option<&[f32]>, y: &mut [f32], half: &[f32]) {
     let c = g.out_c;
-    let tiles_w = g.out_w.div_ceil(TILE_OUT);
-    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
-        for tx in 0..tiles_w {
-            let tile = first + ty * tiles_w + tx;
-            transform_tile_output(m, tile, cap, c, half);
-            for r in 0..TILE_OUT {
-                let oy = ty * TILE_OUT + r;
-                for s in 0..TILE_OUT {
-                    let ox = tx * TILE_OUT + s;
-                    if oy >= g.out_h || ox >= g.out_w {
-                        continue;
-                    }
-                    let src = &half[(r * TILE_OUT + s) * c..][..c];
-                    write_with_bias(&mut y[(oy * g.out_w + ox) * c..][..c], src, bias);
-                }
+    for r in 0..TILE_OUT {
+        let oy = ty * TILE_OUT + r;
+        for s in 0..TILE_OUT {
+            let ox = tx * TILE_OUT + s;
+            if oy < g.out_h && ox < g.out_w {
+                write_with_bias(&mut y[(oy * g.out_w + ox) * c..][..c], &half[(r * TILE_OUT + s) * c..][..c], bias);
             }
         }
     }
 }
 
-/// Pooled `y` of one image: each whole 2x2 tile's `max(A^T M A) + bias` (the same values as the
-/// full output's maximum: adding a constant preserves order, rounding included).
-#[allow(clippy::too_many_arguments)]
-fn output_transform_max_pooled(
-    g: &Conv2dGeometry,
-    m: &[f32],
-    first: usize,
-    cap: usize,
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    half: &mut [f32],
-) {
-    let c = g.out_c;
-    let (tiles_w, pooled_h, pooled_w) = (g.out_w.div_ceil(TILE_OUT), g.out_h / 2, g.out_w / 2);
-    for ty in 0..pooled_h {
-        for tx in 0..pooled_w {
-            transform_tile_output(m, first + ty * tiles_w + tx, cap, c, half);
-            max_of_four_with_bias(&mut y[(ty * pooled_w + tx) * c..][..c], half, c, bias);
-        }
-    }
-}
-
 vectorized! {
-    /// `dst = max over the tile's 4 pixels (in row order) of half[pixel] + bias`.
+    /// `dst = max over the tile's 4 pixels (in row order) of half[pixel] + bias` (the same values
+    /// as the full output's maximum: adding a constant preserves order, rounding included).
     fn max_of_four_with_bias(dst: &mut [f32], half: &[f32], c: usize, bias: Option<&[f32]>) {
         dst.copy_from_slice(&half[..c]);
         for pixel in 1..TILE_OUT * TILE_OUT {
@@ -398,12 +408,11 @@ vectorized! {
         for c0 in (0..c).step_by(LANES) {
             let width = LANES.min(c - c0);
             let mut rows = [[[0.0; LANES]; TILE_OUT]; TILE_IN];
-            for (i, row) in rows.iter_mut().enumerate() {
-                *row = at(std::array::from_fn(|j| load(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width)));
+            for i in 0..TILE_IN {
+                rows[i] = at(six(|j| load(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width)));
             }
             for s in 0..TILE_OUT {
-                let column = at(std::array::from_fn(|i| rows[i][s]));
-                for (r, out) in column.iter().enumerate() {
+                for (r, out) in at(six(|i| rows[i][s])).iter().enumerate() {
                     store(half, (r * TILE_OUT + s) * c + c0, out, width);
                 }
             }
@@ -485,17 +494,8 @@ fn gradient_transform(g: &Conv2dGeometry, dy: &[f32], first: usize, cap: usize, 
 /// `A m` along one axis (`A` is 6x2, the transpose of [`at`]'s), lane-wise.
 #[inline(always)]
 fn a_expand(m: [Lanes; TILE_OUT]) -> [Lanes; TILE_IN] {
-    let mut r = [[0.0; LANES]; TILE_IN];
-    for l in 0..LANES {
-        let [m0, m1] = [m[0][l], m[1][l]];
-        r[0][l] = m0;
-        r[1][l] = m0 + m1;
-        r[2][l] = m0 - m1;
-        r[3][l] = m0 + 2.0 * m1;
-        r[4][l] = m0 - 2.0 * m1;
-        r[5][l] = m1;
-    }
-    r
+    let [m0, m1] = m;
+    [m0, lanes(|l| m0[l] + m1[l]), lanes(|l| m0[l] - m1[l]), lanes(|l| m0[l] + 2.0 * m1[l]), lanes(|l| m0[l] - 2.0 * m1[l]), m1]
 }
 
 vectorized! {

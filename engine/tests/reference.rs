@@ -234,6 +234,7 @@ fn conv2d_weight_gradient_matches_direct_sums() {
         (geometry(9, 7, 8, 5, 5, 1, "\"valid\""), 4),
         (geometry(3, 2, 16, 8, 5, 1, "4"), 5),
         (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 9),
+        (geometry(11, 9, 9, 48, 5, 1, "\"same\""), 5),
         (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 3),
     ] {
         let (x, dy) = (random(n * g.in_len(), 11), random(n * g.out_len(), 12));

@@ -2,9 +2,11 @@
 //! channels: each 2x2 output tile comes from a 6x6 input tile with 36 multiplies per channel
 //! pair instead of 100. Interpolation points 0, +-1, +-2 and infinity.
 //!
-//! Per block of images: input tiles are transformed (`V = B^T d B`), 36 GEMMs multiply them by
-//! the transformed filters (`U = G g G^T`), and the output transform (`Y = A^T M A`) adds the
-//! bias. Blocks stay in L2; each thread owns whole images, so results do not depend on timing.
+//! Per group of 24 tiles: the input tiles are transformed (`V = B^T d B`), 36 products multiply
+//! them by the transformed filters (`U = G g G^T`, made once per call), and the output
+//! transform (`Y = A^T M A`) adds the bias. A group's `V` and `M` stay in L2 while `U` streams
+//! through it. Each thread owns whole images and each tile's result depends on that tile
+//! alone, so results do not depend on timing or on the thread count.
 #![allow(clippy::needless_range_loop)] // tile arithmetic reads clearest with explicit indices
 
 mod product;
@@ -32,8 +34,6 @@ const TILE_OUT: usize = 2;
 const POINTS: usize = TILE_IN * TILE_IN;
 /// Below this many input channels the GEMMs' inner dimension is too short to pay off.
 const MIN_IN_CHANNELS: usize = 8;
-/// Images transformed and multiplied together (measured: 4 beats 2 by 5-8% and matches 8).
-const IMAGES_PER_BLOCK: usize = 4;
 
 /// Below this batch the per-call filter transform outweighs the saved multiplies.
 const MIN_BATCH: usize = 4;
@@ -153,18 +153,12 @@ fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Ou
         let (img, ty, tx) = locate(first + t);
         input_tile(g, &x[img * g.in_len()..(img + 1) * g.in_len()], ty, tx, v, GROUP, t, patch);
     }
-    let rows = count.next_multiple_of(product::ROW_MULTIPLE);
-    if rows > count {
-        for p in 0..POINTS {
-            v[(p * GROUP + count) * ci..(p * GROUP + rows) * ci].fill(0.0);
-        }
-    }
     for p in 0..POINTS {
-        let (vp, up, mp) = (&v[p * GROUP * ci..][..rows * ci], &u[p * ci * co..][..ci * co], &mut m[p * GROUP * co..][..rows * co]);
+        let (vp, up, mp) = (&v[p * GROUP * ci..][..count * ci], &u[p * ci * co..][..ci * co], &mut m[p * GROUP * co..][..count * co]);
         if product::applies(co) {
-            product::multiply(vp, up, mp, rows, ci, co);
+            product::multiply(vp, up, mp, count, ci, co);
         } else {
-            matmul(mp, MatRef::row_major(vp, rows, ci), MatRef::row_major(up, ci, co), false, Threads::Single);
+            matmul(mp, MatRef::row_major(vp, count, ci), MatRef::row_major(up, ci, co), false, Threads::Single);
         }
     }
     let out_len = out.len(g);
@@ -231,16 +225,6 @@ vectorized! {
                 }
                 store(u, ((i * TILE_IN + j) * ci_n + ci) * co_n + co0, &out, width);
             }
-        }
-    }
-}
-
-/// `V[p][tile][ci]` for the tiles of one image (tile numbers from `first`; `cap` tiles per point).
-fn input_transform(g: &Conv2dGeometry, x: &[f32], first: usize, cap: usize, v: &mut [f32], patch: &mut [f32]) {
-    let tiles_w = g.out_w.div_ceil(TILE_OUT);
-    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
-        for tx in 0..tiles_w {
-            input_tile(g, x, ty, tx, v, cap, first + ty * tiles_w + tx, patch);
         }
     }
 }
@@ -423,43 +407,46 @@ vectorized! {
 /// `dw = sum over images of the correlation of x with dy` and `db = sum of dy`, the gradients
 /// of a geometry for which [`applies`] holds, through the transposed transforms: the forward
 /// is `y = A^T [(G w G^T) . (B^T d B)] A` per tile, so `dw = G^T [sum over tiles of
-/// (B^T d B) . (A dy A^T)] G`. The sum over tiles is 36 GEMMs per block of images (tiles as the
-/// inner dimension); the 6x6 -> 5x5 transform runs once, after the per-thread sums are added
-/// in thread order.
+/// (B^T d B) . (A dy A^T)] G`. Each thread sums its images' tiles, a group at a time (36
+/// products with the tiles as the inner dimension, in tile order); the 6x6 -> 5x5 transform
+/// runs once, after the per-thread sums are added in thread order.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
     debug_assert!(applies(g));
     let (in_len, out_len, ci, co) = (g.in_len(), g.out_len(), g.in_c, g.out_c);
     let chunk = chunk_size(n);
     let chunks = n.div_ceil(chunk);
-    let per_image = tiles_per_image(g);
-    let cap = per_image * IMAGES_PER_BLOCK;
+    let (per_image, tiles_w) = (tiles_per_image(g), g.out_w.div_ceil(TILE_OUT));
     let sums_len = POINTS * ci * co + co;
-    let worker_len = sums_len + POINTS * cap * (ci + co) + POINTS * ci.max(co);
+    let worker_len = sums_len + POINTS * GROUP * (ci + co) + POINTS * ci.max(co);
     dev.with_scratch(chunks, worker_len, |scratch| {
         scratch.par_iter_mut().zip(x[..n * in_len].par_chunks(chunk * in_len)).zip(dy[..n * out_len].par_chunks(chunk * out_len)).for_each(
             |((buf, xc), dyc)| {
                 let (sums, rest) = buf.split_at_mut(sums_len);
-                let (v, rest) = rest.split_at_mut(POINTS * cap * ci);
-                let (d, rest) = rest.split_at_mut(POINTS * cap * co);
+                let (v, rest) = rest.split_at_mut(POINTS * GROUP * ci);
+                let (d, rest) = rest.split_at_mut(POINTS * GROUP * co);
                 let patch = &mut rest[..POINTS * ci.max(co)];
                 sums.fill(0.0);
                 let (m, bias) = sums.split_at_mut(POINTS * ci * co);
-                for (xb, dyb) in xc.chunks(IMAGES_PER_BLOCK * in_len).zip(dyc.chunks(IMAGES_PER_BLOCK * out_len)) {
-                    let images = xb.len() / in_len;
-                    for img in 0..images {
-                        let dyi = &dyb[img * out_len..(img + 1) * out_len];
-                        input_transform(g, &xb[img * in_len..(img + 1) * in_len], img * per_image, cap, v, patch);
-                        gradient_transform(g, dyi, img * per_image, cap, d);
-                        for row in dyi.chunks(co) {
-                            add_assign(bias, row);
-                        }
+                for row in dyc.chunks(co) {
+                    add_assign(bias, row);
+                }
+                let tiles = per_image * (xc.len() / in_len);
+                for first in (0..tiles).step_by(GROUP) {
+                    let count = GROUP.min(tiles - first);
+                    for t in 0..count {
+                        let tile = first + t;
+                        let (img, ty, tx) = (tile / per_image, (tile % per_image) / tiles_w, tile % tiles_w);
+                        input_tile(g, &xc[img * in_len..(img + 1) * in_len], ty, tx, v, GROUP, t, patch);
+                        gradient_tile(g, &dyc[img * out_len..(img + 1) * out_len], ty, tx, d, GROUP, t);
                     }
-                    let tiles = per_image * images;
                     for p in 0..POINTS {
-                        let lhs = MatRef::row_major(&v[p * cap * ci..], tiles, ci).t();
-                        let rhs = MatRef::row_major(&d[p * cap * co..], tiles, co);
-                        matmul(&mut m[p * ci * co..(p + 1) * ci * co], lhs, rhs, true, Threads::Single);
+                        let (vp, dp, mp) = (&v[p * GROUP * ci..][..count * ci], &d[p * GROUP * co..][..count * co], &mut m[p * ci * co..][..ci * co]);
+                        if product::applies(co) {
+                            product::accumulate_transposed(vp, dp, mp, ci, count, co);
+                        } else {
+                            matmul(mp, MatRef::row_major(vp, count, ci).t(), MatRef::row_major(dp, count, co), true, Threads::Single);
+                        }
                     }
                 }
             },
@@ -474,21 +461,15 @@ pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32],
     });
 }
 
-/// `D[p][tile][co] = (A dy A^T)[p]` for the 2x2 gradient tiles of one image (zeros past its
-/// edge; tile numbers from `first`, `cap` tiles per point).
-fn gradient_transform(g: &Conv2dGeometry, dy: &[f32], first: usize, cap: usize, d: &mut [f32]) {
-    let co = g.out_c;
-    let tiles_w = g.out_w.div_ceil(TILE_OUT);
-    for ty in 0..g.out_h.div_ceil(TILE_OUT) {
-        for tx in 0..tiles_w {
-            let pixel = |r: usize, s: usize| {
-                let (oy, ox) = (ty * TILE_OUT + r, tx * TILE_OUT + s);
-                (oy < g.out_h && ox < g.out_w).then(|| (oy * g.out_w + ox) * co)
-            };
-            let at = [[pixel(0, 0), pixel(0, 1)], [pixel(1, 0), pixel(1, 1)]];
-            transform_tile_gradient(dy, &at, co, d, cap, first + ty * tiles_w + tx);
-        }
-    }
+/// `D[p][tile] = (A dy A^T)[p]` for the 2x2 gradient tile at tile row `ty`, column `tx` of one
+/// image's `dy` (zeros past its edge).
+fn gradient_tile(g: &Conv2dGeometry, dy: &[f32], ty: usize, tx: usize, d: &mut [f32], cap: usize, tile: usize) {
+    let pixel = |r: usize, s: usize| {
+        let (oy, ox) = (ty * TILE_OUT + r, tx * TILE_OUT + s);
+        (oy < g.out_h && ox < g.out_w).then(|| (oy * g.out_w + ox) * g.out_c)
+    };
+    let at = [[pixel(0, 0), pixel(0, 1)], [pixel(1, 0), pixel(1, 1)]];
+    transform_tile_gradient(dy, &at, g.out_c, d, cap, tile);
 }
 
 /// `A m` along one axis (`A` is 6x2, the transpose of [`at`]'s), lane-wise.

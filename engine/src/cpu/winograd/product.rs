@@ -1,62 +1,103 @@
-//! The point products of a Winograd tile group, `M = V U` (`V`: rows x ci, `U`: ci x co, both
-//! row-major, `co` a multiple of 16): a panel of rows times up to four 16-lane vectors of output
-//! channels accumulates in registers, each product as one fused multiply-add in `k` order. `U`
-//! is read where it lies (no packing); every output row depends only on its own `V` row.
+//! The point products of Winograd tile groups, with `U` or `D` (`k x co`, row-major, `co` a
+//! multiple of 16) read where it lies (no packing): a panel of output rows times up to four
+//! 16-lane vectors of output channels accumulates in registers, each product one fused
+//! multiply-add in `k` order, so every output row depends only on its own row of `V`.
+//!
+//! - forward (and the input gradient): `M (tiles x co) = V (tiles x ci) U (ci x co)`;
+//! - weight gradient: `M (ci x co) += V^T D`, `V` being `tiles x ci`, `D` `tiles x co`.
 
 /// Output channels per vector (one AVX-512 register).
 const LANES: usize = 16;
 
-/// Every panel height divides this: `rows` must be a multiple of it.
-pub const ROW_MULTIPLE: usize = 12;
-
-/// Whether `co` output channels fit the kernel (whole vectors).
+/// Whether `co` output channels fit the kernels (whole vectors).
 pub fn applies(co: usize) -> bool {
     co > 0 && co.is_multiple_of(LANES)
 }
 
+/// Where a row-major `rows x k` left operand's element `[r][k]` lies: `r * row + k * step`.
+#[derive(Clone, Copy)]
+struct Lhs<'a> {
+    data: &'a [f32],
+    row: usize,
+    step: usize,
+}
+
 vectorized! {
-    /// `m (rows x co) = v (rows x ci) * u (ci x co)`.
-    pub fn multiply(v: &[f32], u: &[f32], m: &mut [f32], rows: usize, ci: usize, co: usize) {
-        debug_assert!(rows.is_multiple_of(ROW_MULTIPLE) && applies(co));
-        let (v, u, m) = (&v[..rows * ci], &u[..ci * co], &mut m[..rows * co]);
-        let mut c0 = 0;
-        while co - c0 >= 4 * LANES {
-            for r0 in (0..rows).step_by(6) {
-                panel::<6, 4>(v, u, m, r0, c0, ci, co);
-            }
-            c0 += 4 * LANES;
-        }
-        if co - c0 >= 2 * LANES {
-            for r0 in (0..rows).step_by(12) {
-                panel::<12, 2>(v, u, m, r0, c0, ci, co);
-            }
-            c0 += 2 * LANES;
-        }
-        if co - c0 >= LANES {
-            for r0 in (0..rows).step_by(12) {
-                panel::<12, 1>(v, u, m, r0, c0, ci, co);
-            }
-        }
+    /// `m (rows x co) = v (rows x k) * u (k x co)`.
+    pub fn multiply(v: &[f32], u: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize) {
+        debug_assert!(applies(co));
+        let lhs = Lhs { data: &v[..rows * k], row: k, step: 1 };
+        panels(lhs, &u[..k * co], &mut m[..rows * co], rows, k, co, false);
     }
+}
+
+vectorized! {
+    /// `m (rows x co) += v^T * d`, `v` being `k x rows` and `d` `k x co`.
+    pub fn accumulate_transposed(v: &[f32], d: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize) {
+        debug_assert!(applies(co));
+        let lhs = Lhs { data: &v[..k * rows], row: 1, step: rows };
+        panels(lhs, &d[..k * co], &mut m[..rows * co], rows, k, co, true);
+    }
+}
+
+/// Every row of `m`, in column blocks of 4, 2 then 1 vectors, each in panels of as many rows
+/// as the registers hold, then smaller ones for what is left.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn panels(a: Lhs<'_>, b: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize, accumulate: bool) {
+    let mut c0 = 0;
+    while co - c0 >= 4 * LANES {
+        let r0 = run::<6, 4>(a, b, m, 0, rows, c0, k, co, accumulate);
+        run::<1, 4>(a, b, m, r0, rows, c0, k, co, accumulate);
+        c0 += 4 * LANES;
+    }
+    if co - c0 >= 2 * LANES {
+        let r0 = run::<12, 2>(a, b, m, 0, rows, c0, k, co, accumulate);
+        let r0 = run::<4, 2>(a, b, m, r0, rows, c0, k, co, accumulate);
+        run::<1, 2>(a, b, m, r0, rows, c0, k, co, accumulate);
+        c0 += 2 * LANES;
+    }
+    if co - c0 >= LANES {
+        let r0 = run::<12, 1>(a, b, m, 0, rows, c0, k, co, accumulate);
+        let r0 = run::<4, 1>(a, b, m, r0, rows, c0, k, co, accumulate);
+        run::<1, 1>(a, b, m, r0, rows, c0, k, co, accumulate);
+    }
+}
+
+/// Panels of `R` rows from `r0` while whole ones fit; returns the first row left.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run<const R: usize, const NV: usize>(a: Lhs<'_>, b: &[f32], m: &mut [f32], mut r0: usize, rows: usize, c0: usize, k: usize, co: usize, accumulate: bool) -> usize {
+    while r0 + R <= rows {
+        panel::<R, NV>(a, b, m, r0, c0, k, co, accumulate);
+        r0 += R;
+    }
+    r0
 }
 
 /// Rows `r0..r0 + R`, channels `c0..c0 + NV * LANES` of `m`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panel<const R: usize, const NV: usize>(v: &[f32], u: &[f32], m: &mut [f32], r0: usize, c0: usize, ci: usize, co: usize) {
+fn panel<const R: usize, const NV: usize>(a: Lhs<'_>, b: &[f32], m: &mut [f32], r0: usize, c0: usize, k: usize, co: usize, accumulate: bool) {
     let mut acc = [[[0.0f32; LANES]; NV]; R];
-    let v = &v[r0 * ci..(r0 + R) * ci];
-    for k in 0..ci {
-        let uk = &u[k * co + c0..][..NV * LANES];
-        let mut ub = [[0.0f32; LANES]; NV];
+    if accumulate {
+        for r in 0..R {
+            for j in 0..NV {
+                acc[r][j].copy_from_slice(&m[(r0 + r) * co + c0 + j * LANES..][..LANES]);
+            }
+        }
+    }
+    for kk in 0..k {
+        let bk = &b[kk * co + c0..][..NV * LANES];
+        let mut bv = [[0.0f32; LANES]; NV];
         for j in 0..NV {
-            ub[j].copy_from_slice(&uk[j * LANES..(j + 1) * LANES]);
+            bv[j].copy_from_slice(&bk[j * LANES..(j + 1) * LANES]);
         }
         for r in 0..R {
-            let a = v[r * ci + k];
+            let x = a.data[(r0 + r) * a.row + kk * a.step];
             for j in 0..NV {
                 for l in 0..LANES {
-                    acc[r][j][l] = a.mul_add(ub[j][l], acc[r][j][l]);
+                    acc[r][j][l] = x.mul_add(bv[j][l], acc[r][j][l]);
                 }
             }
         }
@@ -72,18 +113,29 @@ fn panel<const R: usize, const NV: usize>(v: &[f32], u: &[f32], m: &mut [f32], r
 mod tests {
     use super::*;
 
+    fn values(n: usize, a: usize, b: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * a) % b) as f32 * 0.07 - 0.5).collect()
+    }
+
+    /// Row counts that leave every smaller panel something to do, and every column block.
     #[test]
-    fn matches_f64_sums_for_every_panel_width() {
-        for co in [16, 32, 48, 64, 80, 112, 128] {
-            let (rows, ci) = (24, 19);
-            let v: Vec<f32> = (0..rows * ci).map(|i| ((i * 37) % 23) as f32 * 0.11 - 1.2).collect();
-            let u: Vec<f32> = (0..ci * co).map(|i| ((i * 13) % 17) as f32 * 0.07 - 0.5).collect();
-            let mut m = vec![f32::NAN; rows * co];
-            multiply(&v, &u, &mut m, rows, ci, co);
-            for r in 0..rows {
-                for c in 0..co {
-                    let want: f64 = (0..ci).map(|k| v[r * ci + k] as f64 * u[k * co + c] as f64).sum();
-                    assert!((m[r * co + c] as f64 - want).abs() < 1e-4, "co {co}, [{r}][{c}]: {} vs {want}", m[r * co + c]);
+    fn match_f64_sums_for_every_panel_shape() {
+        for co in [16, 32, 48, 64, 80, 112] {
+            for rows in [1, 5, 7, 17, 24, 29] {
+                let k = 19;
+                let (v, u) = (values(rows * k, 37, 23), values(k * co, 13, 17));
+                let mut m = vec![f32::NAN; rows * co];
+                multiply(&v, &u, &mut m, rows, k, co);
+                let (vt, start) = (values(k * rows, 29, 31), values(rows * co, 11, 7));
+                let mut acc = start.clone();
+                accumulate_transposed(&vt, &u, &mut acc, rows, k, co);
+                for r in 0..rows {
+                    for c in 0..co {
+                        let want: f64 = (0..k).map(|i| v[r * k + i] as f64 * u[i * co + c] as f64).sum();
+                        assert!((m[r * co + c] as f64 - want).abs() < 1e-4, "co {co} rows {rows} [{r}][{c}]: {} vs {want}", m[r * co + c]);
+                        let want: f64 = start[r * co + c] as f64 + (0..k).map(|i| vt[i * rows + r] as f64 * u[i * co + c] as f64).sum::<f64>();
+                        assert!((acc[r * co + c] as f64 - want).abs() < 1e-4, "transposed, co {co} rows {rows} [{r}][{c}]");
+                    }
                 }
             }
         }

@@ -260,17 +260,24 @@ fn input_tile(g: &Conv2dGeometry, x: &[f32], ty: usize, tx: usize, v: &mut [f32]
 const LANES: usize = 16;
 type Lanes = [f32; LANES];
 
-/// `B^T d` along one axis, lane-wise (the rows of `B_T` written out).
+/// `B^T d` along one axis, lane-wise: the rows of `B_T` written out with their shared sums,
+/// 14 operations (8 of them fused multiply-adds) instead of 24.
 #[inline(always)]
 fn bt(d: [Lanes; TILE_IN]) -> [Lanes; TILE_IN] {
     let [d0, d1, d2, d3, d4, d5] = d;
+    let sum12 = lanes(|l| d1[l] + d2[l]);
+    let sum34 = lanes(|l| d3[l] + d4[l]);
+    let diff12 = lanes(|l| d1[l] - d2[l]);
+    let diff43 = lanes(|l| d4[l] - d3[l]);
+    let diff42 = lanes(|l| d4[l] - d2[l]);
+    let diff31 = lanes(|l| d3[l] - d1[l]);
     [
-        lanes(|l| 4.0 * d0[l] - 5.0 * d2[l] + d4[l]),
-        lanes(|l| -4.0 * (d1[l] + d2[l]) + d3[l] + d4[l]),
-        lanes(|l| 4.0 * (d1[l] - d2[l]) - d3[l] + d4[l]),
-        lanes(|l| 2.0 * (d3[l] - d1[l]) - d2[l] + d4[l]),
-        lanes(|l| 2.0 * (d1[l] - d3[l]) - d2[l] + d4[l]),
-        lanes(|l| 4.0 * d1[l] - 5.0 * d3[l] + d5[l]),
+        lanes(|l| 4.0f32.mul_add(d0[l], (-5.0f32).mul_add(d2[l], d4[l]))),
+        lanes(|l| (-4.0f32).mul_add(sum12[l], sum34[l])),
+        lanes(|l| 4.0f32.mul_add(diff12[l], diff43[l])),
+        lanes(|l| 2.0f32.mul_add(diff31[l], diff42[l])),
+        lanes(|l| (-2.0f32).mul_add(diff31[l], diff42[l])),
+        lanes(|l| 4.0f32.mul_add(d1[l], (-5.0f32).mul_add(d3[l], d5[l]))),
     ]
 }
 
@@ -278,7 +285,9 @@ fn bt(d: [Lanes; TILE_IN]) -> [Lanes; TILE_IN] {
 #[inline(always)]
 fn at(m: [Lanes; TILE_IN]) -> [Lanes; TILE_OUT] {
     let [m0, m1, m2, m3, m4, m5] = m;
-    [lanes(|l| m0[l] + m1[l] + m2[l] + m3[l] + m4[l]), lanes(|l| m1[l] - m2[l] + 2.0 * (m3[l] - m4[l]) + m5[l])]
+    let (sum12, sum34) = (lanes(|l| m1[l] + m2[l]), lanes(|l| m3[l] + m4[l]));
+    let (diff12, diff34) = (lanes(|l| m1[l] - m2[l]), lanes(|l| m3[l] - m4[l]));
+    [lanes(|l| m0[l] + sum12[l] + sum34[l]), lanes(|l| 2.0f32.mul_add(diff34[l], diff12[l]) + m5[l])]
 }
 
 /// A vector built lane by lane.
@@ -476,7 +485,7 @@ fn gradient_tile(g: &Conv2dGeometry, dy: &[f32], ty: usize, tx: usize, d: &mut [
 #[inline(always)]
 fn a_expand(m: [Lanes; TILE_OUT]) -> [Lanes; TILE_IN] {
     let [m0, m1] = m;
-    [m0, lanes(|l| m0[l] + m1[l]), lanes(|l| m0[l] - m1[l]), lanes(|l| m0[l] + 2.0 * m1[l]), lanes(|l| m0[l] - 2.0 * m1[l]), m1]
+    [m0, lanes(|l| m0[l] + m1[l]), lanes(|l| m0[l] - m1[l]), lanes(|l| 2.0f32.mul_add(m1[l], m0[l])), lanes(|l| (-2.0f32).mul_add(m1[l], m0[l])), m1]
 }
 
 vectorized! {

@@ -9,8 +9,11 @@ use crate::backend::Conv2dGeometry;
 
 /// Up to this many values in a kernel row (`kernel_w * in_c`) the direct kernel runs.
 const MAX_ROW: usize = 16;
-/// Output pixels of a row computed together (each weight vector loaded once for all of them).
-const PIXELS: usize = 4;
+/// Output pixels of a row computed together (each weight vector loaded once for all of them;
+/// 28- and 14-pixel rows split evenly).
+const PIXELS: usize = 7;
+/// Vectors of output channels computed together (each input value loaded once for all of them).
+const VECTORS: usize = 2;
 /// Output channels per vector (one AVX-512 register).
 const LANES: usize = 16;
 
@@ -60,37 +63,58 @@ pub fn forward_image(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32], padded
 vectorized! {
     /// The output rows `y` holds, from `first_row`, from the zero-padded image `xp` (rows of `pw` pixels): bias,
     /// then each tap in `(ky, kx, ci)` order as a fused multiply-add (the same result on every
-    /// CPU), `PIXELS` pixels by `LANES` channels at a time.
+    /// CPU), `PIXELS` pixels by `VECTORS` (or one) vectors of `LANES` channels at a time.
     fn accumulate_taps(g: &Conv2dGeometry, xp: &[f32], pw: usize, w: &[f32], b: &[f32], first_row: usize, y: &mut [f32]) {
-        let (c, oc) = (g.in_c, g.out_c);
-        let pixel_step = g.stride_w * c;
+        let oc = g.out_c;
         for (r, y) in y.chunks_mut(g.out_w * oc).enumerate() {
-            let oy = first_row + r;
             for ox0 in (0..g.out_w).step_by(PIXELS) {
-                let pixels = PIXELS.min(g.out_w - ox0);
-                for c0 in (0..oc).step_by(LANES) {
-                    let bias: [f32; LANES] = b[c0..c0 + LANES].try_into().expect("LANES channels");
-                    let mut acc = [bias; PIXELS];
-                    for ky in 0..g.kernel_h {
-                        let row = ((oy * g.stride_h + ky) * pw + ox0 * g.stride_w) * c;
-                        for k in 0..g.kernel_w * c {
-                            let at = (ky * g.kernel_w * c + k) * oc + c0;
-                            let wv: &[f32; LANES] = w[at..at + LANES].try_into().expect("LANES channels");
-                            let taps = &xp[row + k..];
-                            let xs: [f32; PIXELS] = std::array::from_fn(|p| taps[p * pixel_step]);
-                            for p in 0..PIXELS {
-                                for l in 0..LANES {
-                                    acc[p][l] = xs[p].mul_add(wv[l], acc[p][l]);
-                                }
-                            }
-                        }
-                    }
-                    for (p, acc) in acc.iter().enumerate().take(pixels) {
-                        let at = (ox0 + p) * oc + c0;
-                        y[at..at + LANES].copy_from_slice(acc);
+                let mut c0 = 0;
+                while oc - c0 >= VECTORS * LANES {
+                    pixel_group::<VECTORS>(g, xp, pw, w, b, first_row + r, ox0, c0, y);
+                    c0 += VECTORS * LANES;
+                }
+                if c0 < oc {
+                    pixel_group::<1>(g, xp, pw, w, b, first_row + r, ox0, c0, y);
+                }
+            }
+        }
+    }
+}
+
+/// Pixels `ox0..ox0 + PIXELS` (those inside the row) of output row `oy`, channels
+/// `c0..c0 + NV * LANES`, into `y` (that row).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pixel_group<const NV: usize>(g: &Conv2dGeometry, xp: &[f32], pw: usize, w: &[f32], b: &[f32], oy: usize, ox0: usize, c0: usize, y: &mut [f32]) {
+    let (c, oc) = (g.in_c, g.out_c);
+    let pixel_step = g.stride_w * c;
+    let mut bias = [[0.0f32; LANES]; NV];
+    for j in 0..NV {
+        bias[j].copy_from_slice(&b[c0 + j * LANES..][..LANES]);
+    }
+    let mut acc = [bias; PIXELS];
+    for ky in 0..g.kernel_h {
+        let row = ((oy * g.stride_h + ky) * pw + ox0 * g.stride_w) * c;
+        for k in 0..g.kernel_w * c {
+            let at = (ky * g.kernel_w * c + k) * oc + c0;
+            let mut wv = [[0.0f32; LANES]; NV];
+            for j in 0..NV {
+                wv[j].copy_from_slice(&w[at + j * LANES..][..LANES]);
+            }
+            let taps = &xp[row + k..][..(PIXELS - 1) * pixel_step + 1];
+            for p in 0..PIXELS {
+                let x = taps[p * pixel_step];
+                for j in 0..NV {
+                    for l in 0..LANES {
+                        acc[p][j][l] = x.mul_add(wv[j][l], acc[p][j][l]);
                     }
                 }
             }
+        }
+    }
+    for p in 0..PIXELS.min(g.out_w - ox0) {
+        for j in 0..NV {
+            y[(ox0 + p) * oc + c0 + j * LANES..][..LANES].copy_from_slice(&acc[p][j]);
         }
     }
 }

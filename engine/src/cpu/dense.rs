@@ -22,17 +22,43 @@ const STREAM_COLUMNS: usize = 1024;
 
 /// One example: `y += sum over i of x[i] * w[i, :]`, the columns split across threads. A single
 /// row of input is bound by reading `w`, which this streams once with no packing (a GEMM would
-/// first copy all of `w` into its own layout).
+/// first copy all of `w` into its own layout), and only the rows of nonzero inputs (after a
+/// ReLU, most of them are zero).
 fn forward_one(inputs: usize, outputs: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let nonzero: Vec<(usize, f32)> = x[..inputs].iter().copied().enumerate().filter(|&(_, xi)| xi != 0.0).collect();
     let per_task = outputs.div_ceil(rayon::current_num_threads()).clamp(64, STREAM_COLUMNS).next_multiple_of(16);
     y.par_chunks_mut(per_task).enumerate().for_each(|(t, block)| {
         let c0 = t * per_task;
-        for (i, &xi) in x[..inputs].iter().enumerate() {
-            if xi != 0.0 {
-                axpy(block, xi, &w[i * outputs + c0..i * outputs + c0 + block.len()]);
-            }
+        let mut done = 0;
+        while block.len() - done >= REGISTER_COLUMNS {
+            accumulate_rows(&mut block[done..done + REGISTER_COLUMNS], &nonzero, w, outputs, c0 + done);
+            done += REGISTER_COLUMNS;
+        }
+        let end = c0 + block.len();
+        for &(i, xi) in &nonzero {
+            axpy(&mut block[done..], xi, &w[i * outputs + c0 + done..i * outputs + end]);
         }
     });
+}
+
+/// Columns of `y` held in registers while [`forward_one`]'s rows stream past (16 AVX-512
+/// registers).
+const REGISTER_COLUMNS: usize = 256;
+
+vectorized! {
+    /// `y += sum over (i, a) in rows of a * w[i * stride + c0..][..REGISTER_COLUMNS]`, `y` held in
+    /// registers, each term a fused multiply-add in row order.
+    fn accumulate_rows(y: &mut [f32], rows: &[(usize, f32)], w: &[f32], stride: usize, c0: usize) {
+        let mut acc = [0.0f32; REGISTER_COLUMNS];
+        acc.copy_from_slice(&y[..REGISTER_COLUMNS]);
+        for &(i, a) in rows {
+            let row = &w[i * stride + c0..][..REGISTER_COLUMNS];
+            for (acc, &v) in acc.iter_mut().zip(row) {
+                *acc = a.mul_add(v, *acc);
+            }
+        }
+        y[..REGISTER_COLUMNS].copy_from_slice(&acc);
+    }
 }
 
 vectorized! {

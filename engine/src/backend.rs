@@ -246,7 +246,8 @@ impl Device {
     }
 
     /// Inference on the CPU: `y = f(maxpool(conv(x, w) + b))` in one pass over each image
-    /// ([`cpu::conv2d::forward_max_pooled`]); `f` commutes with max. A GPU runs the two layers.
+    /// ([`cpu::conv2d::forward_max_pooled`]); `f` commutes with max; `transformed`: `w` through
+    /// [`cpu::winograd::transformed_filters`]. A GPU runs the two layers.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_max_pool_inference(
         &self,
@@ -255,12 +256,13 @@ impl Device {
         n: usize,
         x: &Tensor,
         w: &Tensor,
+        transformed: Option<&[f32]>,
         b: &Tensor,
         f: Option<Activation>,
         y: &mut Tensor,
     ) {
         match self {
-            Device::Cpu(d) => cpu::conv2d::forward_max_pooled(d, g, pool, n, x.cpu(), w.cpu(), b.cpu(), f, y.cpu_mut()),
+            Device::Cpu(d) => cpu::conv2d::forward_max_pooled(d, g, pool, n, x.cpu(), w.cpu(), transformed, b.cpu(), f, y.cpu_mut()),
             Device::Gpu(_) => unreachable!("conv2d + max pool fusion is planned for CPU devices only"),
         }
     }

@@ -198,6 +198,8 @@ fn conv2d_with_max_pool_in_one_pass_matches_the_layers_in_turn() {
         (geometry(28, 28, 1, 32, 5, 1, "\"same\""), 3, (2, 2), Some(Activation::Relu)),
         (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 5, (2, 2), Some(Activation::Relu)),
         (geometry(14, 14, 32, 64, 5, 1, "\"same\""), 1, (2, 2), Some(Activation::Relu)),
+        (geometry(13, 11, 16, 48, 5, 1, "\"same\""), 1, (2, 2), Some(Activation::Relu)),
+        (geometry(15, 13, 9, 11, 5, 1, "\"same\""), 1, (2, 2), None),
         (geometry(15, 13, 9, 11, 5, 1, "\"same\""), 6, (2, 2), Some(Activation::LeakyRelu { alpha: 0.1 })),
         (geometry(15, 13, 9, 11, 5, 1, "\"same\""), 4, (3, 2), None),
         (geometry(17, 13, 3, 5, 3, 2, "\"same\""), 2, (2, 1), Some(Activation::Relu)),
@@ -211,17 +213,31 @@ fn conv2d_with_max_pool_in_one_pass_matches_the_layers_in_turn() {
         let (mut want, mut argmax) = (Tensor::zeros(&d, &[n * pool.out_len()]), Tensor::<u32>::zeros(&d, &[n * pool.out_len()]));
         d.max_pool_forward(&pool, n, &conv, &mut want, &mut argmax);
         let mut got = Tensor::zeros(&d, &[n * pool.out_len()]);
-        d.conv2d_max_pool_inference(&g, &pool, n, &x, &w, &b, f, &mut got);
-        let (got, want) = (got.to_host(), want.to_host());
-        let differ = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
-        assert!(
-            differ.is_none(),
-            "{g:?} n={n} pool {size}/{stride} {f:?}: [{}] {} vs {}",
-            differ.unwrap(),
-            got[differ.unwrap()],
-            want[differ.unwrap()]
-        );
+        d.conv2d_max_pool_inference(&g, &pool, n, &x, &w, None, &b, f, &mut got);
+        assert_bitwise_equal(&got.to_host(), &want.to_host(), &format!("{g:?} n={n} pool {size}/{stride} {f:?}"));
+        if !engine::cpu::winograd::applies(&g) {
+            continue;
+        }
+        // Filters transformed in advance take Winograd at every batch size: the values of the
+        // layers in turn on a batch large enough for Winograd (each tile's result is its own).
+        let transformed = engine::cpu::winograd::transformed_filters(&g, &w.to_host());
+        d.conv2d_max_pool_inference(&g, &pool, n, &x, &w, Some(&transformed), &b, f, &mut got);
+        let m = n.max(4);
+        let mut padded = x.to_host();
+        padded.resize(m * g.in_len(), 0.5);
+        let mut conv = Tensor::zeros(&d, &[m * g.out_len()]);
+        d.conv2d_forward(&g, m, &t(&padded), &w, &b, epilogue, &mut conv);
+        let (mut want, mut argmax) = (Tensor::zeros(&d, &[m * pool.out_len()]), Tensor::<u32>::zeros(&d, &[m * pool.out_len()]));
+        d.max_pool_forward(&pool, m, &conv, &mut want, &mut argmax);
+        let want = want.to_host();
+        assert_bitwise_equal(&got.to_host(), &want[..n * pool.out_len()], &format!("transformed filters, {g:?} n={n} pool {size}/{stride}"));
     }
+}
+
+fn assert_bitwise_equal(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let differ = got.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(differ.is_none(), "{what}: [{}] {} vs {}", differ.unwrap(), got[differ.unwrap()], want[differ.unwrap()]);
 }
 
 /// The weight gradient against direct f64 sums, element by element: Winograd's (5x5, stride 1,

@@ -192,3 +192,27 @@ fn mismatched_state_is_refused_naming_the_tensor() {
     assert!(e.contains("optimizer state"), "{e}");
     net.import_state(good).unwrap();
 }
+
+/// CPU inference transforms the Winograd filters once per set of weights: after a training
+/// step, and after weights are imported into a network that has already inferred, it gives
+/// what a network built with those weights gives.
+#[test]
+fn inference_uses_the_weights_of_the_latest_step_and_import() {
+    let config = Config::parse(include_str!("../../trainer/HyperParams.config")).unwrap();
+    let mut net = Network::new(config.model_spec().unwrap(), Device::cpu(), 3).unwrap();
+    let mut opt = Optimizer::new(&net, &config.train.optimizer, 0.0);
+    let mut ws = net.workspace(20, true);
+    let (pixels, labels) = synthetic(20);
+    let image = &pixels[..784];
+    let mut inference = Inference::new(&net, 20);
+    let before = inference.predict_u8(&net, image);
+    net.train_step(&mut ws, &mut opt, &pixels, &labels, 1e-2, 0);
+    let after = inference.predict_u8(&net, image);
+    assert_ne!(before.probabilities, after.probabilities, "a step changes the prediction");
+
+    let mut other = Network::new(config.model_spec().unwrap(), Device::cpu(), 99).unwrap();
+    let mut other_inference = Inference::new(&other, 20);
+    let _ = other_inference.predict_u8(&other, image);
+    other.import_state(net.export_state()).unwrap();
+    assert_eq!(other_inference.predict_u8(&other, image).probabilities, after.probabilities);
+}

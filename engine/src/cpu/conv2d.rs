@@ -85,6 +85,8 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: &[f3
 /// in its worker's cache and pooled there (inside Winograd's output transform for a 2x2,
 /// stride-2 pool) instead of being written out and read back. `f` must commute with max
 /// ([`Activation::commutes_with_max`]): the values are those of the three layers in turn.
+/// `transformed`: `w` through [`winograd::transformed_filters`], which makes Winograd pay at
+/// every batch size.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_max_pooled(
     dev: &CpuDevice,
@@ -93,6 +95,7 @@ pub fn forward_max_pooled(
     n: usize,
     x: &[f32],
     w: &[f32],
+    transformed: Option<&[f32]>,
     b: &[f32],
     f: Option<Activation>,
     y: &mut [f32],
@@ -101,13 +104,15 @@ pub fn forward_max_pooled(
     debug_assert!(f.is_none_or(Activation::commutes_with_max));
     let pooled_len = pool.out_len();
     let tile_pool = (pool.size_h, pool.size_w, pool.stride_h, pool.stride_w) == (2, 2, 2, 2);
-    if winograd::worthwhile(g, n) && tile_pool {
-        winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), Output::MaxPool2x2, y);
-    } else if winograd::worthwhile(g, n) {
+    let filters = transformed.map_or(Filters::Direct(w), Filters::Transformed);
+    let winograd = winograd::applies(g) && (transformed.is_some() || winograd::worthwhile(g, n));
+    if winograd && tile_pool {
+        winograd::forward(dev, g, n, x, filters, Some(b), Output::MaxPool2x2, y);
+    } else if winograd {
         // Other pools after Winograd (rare): the full output, then the pool, as the layers would.
         dev.with_scratch(1, n * g.out_len(), |full| {
             let full = &mut full[0][..n * g.out_len()];
-            winograd::forward(dev, g, n, x, Filters::Direct(w), Some(b), Output::Full, full);
+            winograd::forward(dev, g, n, x, filters, Some(b), Output::Full, full);
             y[..n * pooled_len]
                 .par_chunks_mut(pooled_len)
                 .zip(full.par_chunks(g.out_len()))

@@ -25,21 +25,35 @@ const STREAM_COLUMNS: usize = 1024;
 /// first copy all of `w` into its own layout), and only the rows of nonzero inputs (after a
 /// ReLU, most of them are zero).
 fn forward_one(inputs: usize, outputs: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
-    let nonzero: Vec<(usize, f32)> = x[..inputs].iter().copied().enumerate().filter(|&(_, xi)| xi != 0.0).collect();
     let per_task = outputs.div_ceil(rayon::current_num_threads()).clamp(64, STREAM_COLUMNS).next_multiple_of(16);
     y.par_chunks_mut(per_task).enumerate().for_each(|(t, block)| {
-        let c0 = t * per_task;
-        let mut done = 0;
-        while block.len() - done >= REGISTER_COLUMNS {
-            accumulate_rows(&mut block[done..done + REGISTER_COLUMNS], &nonzero, w, outputs, c0 + done);
-            done += REGISTER_COLUMNS;
-        }
-        let end = c0 + block.len();
-        for &(i, xi) in &nonzero {
-            axpy(&mut block[done..], xi, &w[i * outputs + c0 + done..i * outputs + end]);
+        let (c0, end) = (t * per_task, t * per_task + block.len());
+        let mut rows = [(0usize, 0.0f32); LISTED_ROWS];
+        let mut next = 0;
+        while next < inputs {
+            let mut listed = 0;
+            while next < inputs && listed < LISTED_ROWS {
+                if x[next] != 0.0 {
+                    rows[listed] = (next, x[next]);
+                    listed += 1;
+                }
+                next += 1;
+            }
+            let rows = &rows[..listed];
+            let mut done = 0;
+            while block.len() - done >= REGISTER_COLUMNS {
+                accumulate_rows(&mut block[done..done + REGISTER_COLUMNS], rows, w, outputs, c0 + done);
+                done += REGISTER_COLUMNS;
+            }
+            for &(i, xi) in rows {
+                axpy(&mut block[done..], xi, &w[i * outputs + c0 + done..i * outputs + end]);
+            }
         }
     });
 }
+
+/// Nonzero inputs [`forward_one`] lists (on the stack) before streaming their rows.
+const LISTED_ROWS: usize = 512;
 
 /// Columns of `y` held in registers while [`forward_one`]'s rows stream past (16 AVX-512
 /// registers).

@@ -18,6 +18,13 @@ impl<'a> MatRef<'a> {
         Self { data, rows, cols, row_stride: cols as isize, col_stride: 1 }
     }
 
+    /// `rows x cols`, row-major, a row every `row_stride` values.
+    pub fn with_row_stride(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        let needed = if rows == 0 { 0 } else { (rows - 1) * row_stride + cols };
+        assert!(cols <= row_stride && data.len() >= needed, "matrix {rows}x{cols} (row stride {row_stride}) needs {needed} values, got {}", data.len());
+        Self { data, rows, cols, row_stride: row_stride as isize, col_stride: 1 }
+    }
+
     /// The transposed view (no copy).
     pub fn t(self) -> Self {
         Self { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }

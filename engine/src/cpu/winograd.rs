@@ -35,7 +35,8 @@ const POINTS: usize = TILE_IN * TILE_IN;
 /// Below this many input channels the GEMMs' inner dimension is too short to pay off.
 const MIN_IN_CHANNELS: usize = 8;
 
-/// Below this batch the per-call filter transform outweighs the saved multiplies.
+/// Below this batch the per-call filter transform outweighs the saved multiplies (filters
+/// transformed in advance pay at every batch size).
 const MIN_BATCH: usize = 4;
 
 /// Whether `n` images of `g` are better done with Winograd than with im2col + GEMM.
@@ -75,6 +76,26 @@ pub enum Filters<'a> {
     /// The filters of the forward convolution whose [`backward_input_geometry`] this is: read
     /// rotated by 180 degrees with the channel axes swapped.
     Flipped(&'a [f32]),
+    /// Already transformed, by [`transformed_filters`].
+    Transformed(&'a [f32]),
+}
+
+/// The filters `w` (`[kh][kw][in_c][out_c]`) of a geometry for which [`applies`] holds,
+/// transformed once for every later [`forward`] with [`Filters::Transformed`].
+pub fn transformed_filters(g: &Conv2dGeometry, w: &[f32]) -> Vec<f32> {
+    let mut u = vec![0.0; transformed_len(g)];
+    transform_filters_into(g, w, &mut u);
+    u
+}
+
+/// Floats in [`transformed_filters`]' result.
+pub fn transformed_len(g: &Conv2dGeometry) -> usize {
+    POINTS * g.in_c * g.out_c
+}
+
+/// [`transformed_filters`] into `u` ([`transformed_len`] floats).
+pub fn transform_filters_into(g: &Conv2dGeometry, w: &[f32], u: &mut [f32]) {
+    transform_filters(g, Filters::Direct(w), &mut u[..transformed_len(g)]);
 }
 
 /// Scratch floats one forward worker needs, and the shared filter transform's size.
@@ -116,11 +137,19 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
     let workers = n.div_ceil(chunk);
     debug_assert!(workers <= chunk_count(n));
     let (worker_len, u_len) = sizes(g);
-    dev.with_scratch(workers + 1, worker_len.max(u_len), |scratch| {
+    let threads = rayon::current_num_threads();
+    dev.with_scratch(threads.max(workers) + 1, worker_len.max(u_len), |scratch| {
         let (u, workers_scratch) = scratch.split_first_mut().expect("one buffer for the filters");
-        let u = &mut u[..u_len];
-        transform_filters(g, w, u);
-        let u = &*u;
+        let u = match w {
+            Filters::Transformed(u) => &u[..u_len],
+            _ => {
+                transform_filters(g, w, &mut u[..u_len]);
+                &u[..u_len]
+            }
+        };
+        if n == 1 && threads > 1 {
+            return forward_alone(g, x, u, b, out, y, workers_scratch);
+        }
         y[..n * out_len]
             .par_chunks_mut(chunk * out_len)
             .zip(x[..n * in_len].par_chunks(chunk * in_len))
@@ -128,9 +157,29 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
             .for_each(|((yc, xc), buf)| {
                 let tiles = tiles_per_image(g) * (xc.len() / in_len);
                 for first in (0..tiles).step_by(GROUP) {
-                    group(g, xc, u, b, out, yc, first, GROUP.min(tiles - first), buf);
+                    group(g, xc, u, b, out, yc, 0, first, GROUP.min(tiles - first), buf);
                 }
             });
+    });
+}
+
+/// One image with its tile rows split across the threads (each tile's result is the same
+/// whichever thread computes it).
+#[allow(clippy::too_many_arguments)]
+fn forward_alone(g: &Conv2dGeometry, x: &[f32], u: &[f32], b: Option<&[f32]>, out: Output, y: &mut [f32], scratch: &mut [Vec<f32>]) {
+    let (tile_rows, tiles_w) = (g.out_h.div_ceil(TILE_OUT), g.out_w.div_ceil(TILE_OUT));
+    let rows_per_task = tile_rows.div_ceil(scratch.len());
+    // The output rows one tile row writes.
+    let (y_rows, y_row_len) = match out {
+        Output::Full => (TILE_OUT, g.out_w * g.out_c),
+        Output::MaxPool2x2 => (1, (g.out_w / 2) * g.out_c),
+    };
+    y[..out.len(g)].par_chunks_mut((rows_per_task * y_rows * y_row_len).max(1)).zip(scratch.par_iter_mut()).enumerate().for_each(|(task, (yc, buf))| {
+        let row0 = task * rows_per_task;
+        let end = ((row0 + rows_per_task).min(tile_rows)) * tiles_w;
+        for first in (row0 * tiles_w..end).step_by(GROUP) {
+            group(g, x, u, b, out, yc, row0, first, GROUP.min(end - first), buf);
+        }
     });
 }
 
@@ -139,9 +188,10 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
 const GROUP: usize = 24;
 
 /// `count` tiles from tile `first` of the images in `x` (numbered image by image, row by row):
-/// input transform, the 36 point products, output transform into `y`.
+/// input transform, the 36 point products, output transform into `y`, which starts at the
+/// output of tile row `row0` (of image 0).
 #[allow(clippy::too_many_arguments)]
-fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Output, y: &mut [f32], first: usize, count: usize, buf: &mut [f32]) {
+fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Output, y: &mut [f32], row0: usize, first: usize, count: usize, buf: &mut [f32]) {
     let (ci, co) = (g.in_c, g.out_c);
     let (per_image, tiles_w) = (tiles_per_image(g), g.out_w.div_ceil(TILE_OUT));
     let (v, rest) = buf.split_at_mut(POINTS * GROUP * ci);
@@ -154,76 +204,97 @@ fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Ou
         input_tile(g, &x[img * g.in_len()..(img + 1) * g.in_len()], ty, tx, v, GROUP, t, patch);
     }
     for p in 0..POINTS {
-        let (vp, up, mp) = (&v[p * GROUP * ci..][..count * ci], &u[p * ci * co..][..ci * co], &mut m[p * GROUP * co..][..count * co]);
+        let (vp, up, mp) = (&v[p * GROUP * ci..][..count * ci], &u[p * co..], &mut m[p * GROUP * co..][..count * co]);
         if product::applies(co) {
-            product::multiply(vp, up, mp, count, ci, co);
+            product::multiply(vp, up, POINTS * co, mp, count, ci, co);
         } else {
-            matmul(mp, MatRef::row_major(vp, count, ci), MatRef::row_major(up, ci, co), false, Threads::Single);
+            matmul(mp, MatRef::row_major(vp, count, ci), MatRef::with_row_stride(up, ci, co, POINTS * co), false, Threads::Single);
         }
     }
     let out_len = out.len(g);
     let (pooled_h, pooled_w) = (g.out_h / 2, g.out_w / 2);
     for t in 0..count {
         let (img, ty, tx) = locate(first + t);
-        let yi = &mut y[img * out_len..(img + 1) * out_len];
+        let yi = &mut y[img * out_len..];
         match out {
             Output::Full => {
                 transform_tile_output(m, t, GROUP, co, half);
-                write_tile(g, ty, tx, bias, yi, half);
+                write_tile(g, ty, tx, bias, yi, row0 * TILE_OUT, half);
             }
             Output::MaxPool2x2 if ty < pooled_h && tx < pooled_w => {
                 transform_tile_output(m, t, GROUP, co, half);
-                max_of_four_with_bias(&mut yi[(ty * pooled_w + tx) * co..][..co], half, co, bias);
+                max_of_four_with_bias(&mut yi[((ty - row0) * pooled_w + tx) * co..][..co], half, co, bias);
             }
             Output::MaxPool2x2 => {}
         }
     }
 }
 
-/// `U[p][ci][co] = (G g G^T)[p]` for every channel pair, `LANES` output channels at a time.
+/// `U[ci][p][co] = (G g G^T)[p]` for every channel pair (a row of point `p`'s `ci x co` matrix
+/// every `POINTS * co` floats), the input channels split across the threads.
 fn transform_filters(g: &Conv2dGeometry, w: Filters<'_>, u: &mut [f32]) {
     let (ci_n, co_n) = (g.in_c, g.out_c);
-    for ci in 0..ci_n {
+    let per_thread = ci_n.div_ceil(rayon::current_num_threads());
+    u[..ci_n * POINTS * co_n].par_chunks_mut(POINTS * co_n).with_min_len(per_thread).enumerate().for_each(|(ci, u)| {
         for co0 in (0..co_n).step_by(LANES) {
             let width = LANES.min(co_n - co0);
-            let taps: [[Lanes; K]; K] = std::array::from_fn(|a| {
-                std::array::from_fn(|b| match w {
-                    Filters::Direct(w) => load(w, ((a * K + b) * ci_n + ci) * co_n + co0, width),
-                    Filters::Flipped(w) => std::array::from_fn(|l| {
-                        let co = (co0 + l).min(co_n - 1);
-                        w[(((K - 1 - a) * K + (K - 1 - b)) * co_n + co) * ci_n + ci]
-                    }),
-                })
-            });
-            transform_filter_lanes(&taps, u, ci, ci_n, co_n, co0, width);
+            let mut taps = [[[0.0f32; LANES]; K]; K];
+            for a in 0..K {
+                for b in 0..K {
+                    taps[a][b] = match w {
+                        Filters::Direct(w) => load(w, ((a * K + b) * ci_n + ci) * co_n + co0, width),
+                        Filters::Transformed(_) => unreachable!("transformed filters are not transformed again"),
+                        Filters::Flipped(w) => {
+                            let mut v = [0.0; LANES];
+                            for (l, v) in v.iter_mut().enumerate().take(width) {
+                                *v = w[(((K - 1 - a) * K + (K - 1 - b)) * co_n + co0 + l) * ci_n + ci];
+                            }
+                            v
+                        }
+                    };
+                }
+            }
+            transform_filter_lanes(&taps, u, co_n, co0, width);
         }
-    }
+    });
+}
+
+/// `G g` along one axis, lane-wise: the rows of `G` written out with their shared sums.
+#[inline(always)]
+fn gt(g: [Lanes; K]) -> [Lanes; TILE_IN] {
+    let [g0, g1, g2, g3, g4] = g;
+    let even = lanes(|l| g0[l] + g2[l] + g4[l]);
+    let odd = lanes(|l| g1[l] + g3[l]);
+    let even2 = lanes(|l| (1.0f32 / 24.0).mul_add(g0[l], (1.0f32 / 6.0).mul_add(g2[l], (2.0f32 / 3.0) * g4[l])));
+    let odd2 = lanes(|l| (1.0f32 / 12.0).mul_add(g1[l], (1.0f32 / 3.0) * g3[l]));
+    [
+        lanes(|l| 0.25 * g0[l]),
+        lanes(|l| (-1.0f32 / 6.0) * (even[l] + odd[l])),
+        lanes(|l| (-1.0f32 / 6.0) * (even[l] - odd[l])),
+        lanes(|l| even2[l] + odd2[l]),
+        lanes(|l| even2[l] - odd2[l]),
+        g4,
+    ]
 }
 
 vectorized! {
-    /// `G g G^T` for one input channel and `LANES` output channels.
-    fn transform_filter_lanes(taps: &[[Lanes; K]; K], u: &mut [f32], ci: usize, ci_n: usize, co_n: usize, co0: usize, width: usize) {
-        let mut gg = [[[0.0f32; LANES]; K]; TILE_IN];
-        for i in 0..TILE_IN {
-            for b in 0..K {
-                for a in 0..K {
-                    let coef = G[i][a];
-                    for l in 0..LANES {
-                        gg[i][b][l] += coef * taps[a][b][l];
-                    }
-                }
+    /// `G g G^T` for one input channel (`u`: its `[p][co]` block) and `LANES` output channels.
+    fn transform_filter_lanes(taps: &[[Lanes; K]; K], u: &mut [f32], co_n: usize, co0: usize, width: usize) {
+        let mut columns = [[[0.0f32; LANES]; TILE_IN]; K];
+        for b in 0..K {
+            let mut column = [[0.0f32; LANES]; K];
+            for a in 0..K {
+                column[a] = taps[a][b];
             }
+            columns[b] = gt(column);
         }
         for i in 0..TILE_IN {
-            for j in 0..TILE_IN {
-                let mut out = [0.0f32; LANES];
-                for b in 0..K {
-                    let coef = G[j][b];
-                    for l in 0..LANES {
-                        out[l] += coef * gg[i][b][l];
-                    }
-                }
-                store(u, ((i * TILE_IN + j) * ci_n + ci) * co_n + co0, &out, width);
+            let mut row = [[0.0f32; LANES]; K];
+            for b in 0..K {
+                row[b] = columns[b][i];
+            }
+            for (j, out) in gt(row).iter().enumerate() {
+                store(u, (i * TILE_IN + j) * co_n + co0, out, width);
             }
         }
     }
@@ -349,15 +420,15 @@ vectorized! {
 }
 
 /// The pixels of the output tile at tile row `ty`, column `tx` that lie in the image, from
-/// `half` (`A^T M A`) plus the bias.
-fn write_tile(g: &Conv2dGeometry, ty: usize, tx: usize, bias: Option<&[f32]>, y: &mut [f32], half: &[f32]) {
+/// `half` (`A^T M A`) plus the bias, into `y` (which starts at output row `first_row`).
+fn write_tile(g: &Conv2dGeometry, ty: usize, tx: usize, bias: Option<&[f32]>, y: &mut [f32], first_row: usize, half: &[f32]) {
     let c = g.out_c;
     for r in 0..TILE_OUT {
         let oy = ty * TILE_OUT + r;
         for s in 0..TILE_OUT {
             let ox = tx * TILE_OUT + s;
             if oy < g.out_h && ox < g.out_w {
-                write_with_bias(&mut y[(oy * g.out_w + ox) * c..][..c], &half[(r * TILE_OUT + s) * c..][..c], bias);
+                write_with_bias(&mut y[((oy - first_row) * g.out_w + ox) * c..][..c], &half[(r * TILE_OUT + s) * c..][..c], bias);
             }
         }
     }
@@ -547,7 +618,15 @@ mod tests {
     fn written_out_transforms_match_the_matrices() {
         let d: [Lanes; TILE_IN] = std::array::from_fn(|a| std::array::from_fn(|l| (a * 7 + l * 3) as f32 * 0.37 - 2.0));
         let (fast_b, fast_a) = (bt(d), at(d));
+        let fast_g = gt([d[0], d[1], d[2], d[3], d[4]]);
+        let expanded = a_expand([d[0], d[1]]);
         for l in 0..LANES {
+            for i in 0..TILE_IN {
+                let want: f32 = (0..K).map(|a| G[i][a] * d[a][l]).sum();
+                assert!((fast_g[i][l] - want).abs() < 1e-4, "G row {i}");
+                let want: f32 = (0..TILE_OUT).map(|r| A_T[r][i] * d[r][l]).sum();
+                assert!((expanded[i][l] - want).abs() < 1e-4, "A row {i}");
+            }
             for i in 0..TILE_IN {
                 let want: f32 = (0..TILE_IN).map(|a| B_T[i][a] * d[a][l]).sum();
                 assert!((fast_b[i][l] - want).abs() < 1e-4, "B^T row {i}");

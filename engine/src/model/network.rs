@@ -3,7 +3,11 @@
 
 use super::spec::{LayerKind, ModelSpec};
 use super::workspace::{STATS_SLOTS, Workspace, pair, pair_mut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
+
 use crate::activation::Activation;
+use crate::cpu::winograd;
 use crate::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, NormGeometry, NormParams, PoolGeometry};
 use crate::device::Device;
 use crate::error::{EngineError, Result};
@@ -132,6 +136,12 @@ pub struct Network {
     dropout_seed: u32,
     /// The training loss's label smoothing (see [`Network::set_label_smoothing`]).
     label_smoothing: f32,
+    /// On the CPU, per stage: the Winograd transform of a pooled conv2d's filters, made again
+    /// (in the same buffers) by the first inference after the weights change.
+    winograd_filters: RwLock<Vec<Option<Vec<f32>>>>,
+    /// Whether `winograd_filters` matches the weights. Every change of weights goes through
+    /// `&mut self`, which clears it.
+    winograd_fresh: AtomicBool,
 }
 
 impl Drop for Network {
@@ -267,7 +277,7 @@ impl Network {
             plan_inference_pooling(&mut stages);
         }
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0 })
+        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0, winograd_filters: RwLock::default(), winograd_fresh: AtomicBool::new(false) })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -337,6 +347,7 @@ impl Network {
         let expected: Vec<(String, Vec<usize>)> =
             self.params.iter().chain(&self.state).map(|p| (p.name.clone(), p.value.shape().to_vec())).collect();
         check_named_tensors("network state", &expected, &state)?;
+        *self.winograd_fresh.get_mut() = false;
         for (p, (name, _, values)) in self.params.iter_mut().chain(self.state.iter_mut()).zip(state) {
             p.value.write_host(&name, &values)?;
         }
@@ -434,12 +445,15 @@ impl Network {
         assert!(n <= ws.capacity, "batch of {n} exceeds the workspace capacity {}", ws.capacity);
         let d = &self.device;
         let p = &self.params;
+        let winograd_filters = if dropout_step.is_none() { self.winograd_filters() } else { None };
         for (li, s) in self.stages.iter().enumerate() {
             match &s.op {
                 Op::Conv2d { geom, weight, bias } if dropout_step.is_none() && s.inference_pool.is_some() => {
                     let (pool, pooled) = s.inference_pool.expect("matched");
                     let (x, y) = pair(&mut ws.acts, s.input, pooled);
-                    d.conv2d_max_pool_inference(geom, &pool, n, x, &p[*weight].value, &p[*bias].value, s.epilogue.activation, y);
+                    let transformed = winograd_filters.as_ref().and_then(|f| f[li].as_deref());
+                    let (w, b) = (&p[*weight].value, &p[*bias].value);
+                    d.conv2d_max_pool_inference(geom, &pool, n, x, w, transformed, b, s.epilogue.activation, y);
                 }
                 Op::MaxPool { .. } if dropout_step.is_none() && s.pooled_by_conv => {}
                 Op::Conv2d { geom, weight, bias } => {
@@ -609,7 +623,35 @@ impl Network {
         ws.pending.push(n);
         self.backward(ws, opt.grads_mut(), n, step);
         opt.apply(&self.device, &mut self.params, self.param_arena.as_mut(), lr);
+        *self.winograd_fresh.get_mut() = false;
         self.device.submit();
+    }
+
+    /// The filters of the pooled conv2d stages that Winograd applies to, transformed for CPU
+    /// inference (`None` for other stages and on a GPU); made again, in place, if the weights
+    /// changed since they were last made.
+    fn winograd_filters(&self) -> Option<RwLockReadGuard<'_, Vec<Option<Vec<f32>>>>> {
+        if !matches!(self.device, Device::Cpu(_)) {
+            return None;
+        }
+        if !self.winograd_fresh.load(Ordering::Acquire) {
+            let mut per_stage = self.winograd_filters.write().unwrap_or_else(|e| e.into_inner());
+            if !self.winograd_fresh.load(Ordering::Acquire) {
+                per_stage.resize(self.stages.len(), None);
+                for (s, filters) in self.stages.iter().zip(per_stage.iter_mut()) {
+                    if let Op::Conv2d { geom, weight, .. } = &s.op
+                        && s.inference_pool.is_some()
+                        && winograd::applies(geom)
+                    {
+                        let u = filters.get_or_insert_with(Vec::new);
+                        u.resize(winograd::transformed_len(geom), 0.0);
+                        winograd::transform_filters_into(geom, self.params[*weight].value.cpu(), u);
+                    }
+                }
+                self.winograd_fresh.store(true, Ordering::Release);
+            }
+        }
+        Some(self.winograd_filters.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class

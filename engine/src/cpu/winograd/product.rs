@@ -22,12 +22,23 @@ struct Lhs<'a> {
     step: usize,
 }
 
+/// A `k x co` right operand, a row every `stride` floats.
+#[derive(Clone, Copy)]
+struct Rhs<'a> {
+    data: &'a [f32],
+    stride: usize,
+}
+
 vectorized! {
-    /// `m (rows x co) = v (rows x k) * u (k x co)`.
-    pub fn multiply(v: &[f32], u: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize) {
-        debug_assert!(applies(co));
+    /// `m (rows x co) = v (rows x k) * u (k x co)`, a row of `u` every `u_stride` floats.
+    pub fn multiply(v: &[f32], u: &[f32], u_stride: usize, m: &mut [f32], rows: usize, k: usize, co: usize) {
+        debug_assert!(applies(co) && u_stride >= co);
+        if k == 0 {
+            return m[..rows * co].fill(0.0);
+        }
         let lhs = Lhs { data: &v[..rows * k], row: k, step: 1 };
-        panels(lhs, &u[..k * co], &mut m[..rows * co], rows, k, co, false);
+        let rhs = Rhs { data: &u[..(k - 1) * u_stride + co], stride: u_stride };
+        panels(lhs, rhs, &mut m[..rows * co], rows, k, co, false);
     }
 }
 
@@ -36,7 +47,7 @@ vectorized! {
     pub fn accumulate_transposed(v: &[f32], d: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize) {
         debug_assert!(applies(co));
         let lhs = Lhs { data: &v[..k * rows], row: 1, step: rows };
-        panels(lhs, &d[..k * co], &mut m[..rows * co], rows, k, co, true);
+        panels(lhs, Rhs { data: &d[..k * co], stride: co }, &mut m[..rows * co], rows, k, co, true);
     }
 }
 
@@ -44,7 +55,7 @@ vectorized! {
 /// as the registers hold, then smaller ones for what is left.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panels(a: Lhs<'_>, b: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize, accumulate: bool) {
+fn panels(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], rows: usize, k: usize, co: usize, accumulate: bool) {
     let mut c0 = 0;
     while co - c0 >= 4 * LANES {
         let r0 = run::<6, 4>(a, b, m, 0, rows, c0, k, co, accumulate);
@@ -67,7 +78,7 @@ fn panels(a: Lhs<'_>, b: &[f32], m: &mut [f32], rows: usize, k: usize, co: usize
 /// Panels of `R` rows from `r0` while whole ones fit; returns the first row left.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn run<const R: usize, const NV: usize>(a: Lhs<'_>, b: &[f32], m: &mut [f32], mut r0: usize, rows: usize, c0: usize, k: usize, co: usize, accumulate: bool) -> usize {
+fn run<const R: usize, const NV: usize>(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], mut r0: usize, rows: usize, c0: usize, k: usize, co: usize, accumulate: bool) -> usize {
     while r0 + R <= rows {
         panel::<R, NV>(a, b, m, r0, c0, k, co, accumulate);
         r0 += R;
@@ -78,7 +89,7 @@ fn run<const R: usize, const NV: usize>(a: Lhs<'_>, b: &[f32], m: &mut [f32], mu
 /// Rows `r0..r0 + R`, channels `c0..c0 + NV * LANES` of `m`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panel<const R: usize, const NV: usize>(a: Lhs<'_>, b: &[f32], m: &mut [f32], r0: usize, c0: usize, k: usize, co: usize, accumulate: bool) {
+fn panel<const R: usize, const NV: usize>(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], r0: usize, c0: usize, k: usize, co: usize, accumulate: bool) {
     let mut acc = [[[0.0f32; LANES]; NV]; R];
     if accumulate {
         for r in 0..R {
@@ -88,7 +99,7 @@ fn panel<const R: usize, const NV: usize>(a: Lhs<'_>, b: &[f32], m: &mut [f32], 
         }
     }
     for kk in 0..k {
-        let bk = &b[kk * co + c0..][..NV * LANES];
+        let bk = &b.data[kk * b.stride + c0..][..NV * LANES];
         let mut bv = [[0.0f32; LANES]; NV];
         for j in 0..NV {
             bv[j].copy_from_slice(&bk[j * LANES..(j + 1) * LANES]);
@@ -125,7 +136,7 @@ mod tests {
                 let k = 19;
                 let (v, u) = (values(rows * k, 37, 23), values(k * co, 13, 17));
                 let mut m = vec![f32::NAN; rows * co];
-                multiply(&v, &u, &mut m, rows, k, co);
+                multiply(&v, &u, co, &mut m, rows, k, co);
                 let (vt, start) = (values(k * rows, 29, 31), values(rows * co, 11, 7));
                 let mut acc = start.clone();
                 accumulate_transposed(&vt, &u, &mut acc, rows, k, co);

@@ -100,7 +100,7 @@ pub fn transform_filters_into(g: &Conv2dGeometry, w: &[f32], u: &mut [f32]) {
 
 /// Scratch floats one forward worker needs, and the shared filter transform's size.
 fn sizes(g: &Conv2dGeometry) -> (usize, usize) {
-    let worker = POINTS * GROUP * (g.in_c + g.out_c) + 2 * POINTS * g.in_c.max(g.out_c);
+    let worker = POINTS * GROUP * (g.in_c + g.out_c) + padded_len(g) + POINTS * g.out_c;
     (worker, POINTS * g.in_c * g.out_c)
 }
 
@@ -156,8 +156,10 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
             .zip(workers_scratch.par_iter_mut())
             .for_each(|((yc, xc), buf)| {
                 let tiles = tiles_per_image(g) * (xc.len() / in_len);
+                let (padded, buf) = buf.split_at_mut(padded_len(g));
+                let mut padded = PaddedImage::new(g, padded);
                 for first in (0..tiles).step_by(GROUP) {
-                    group(g, xc, u, b, out, yc, 0, first, GROUP.min(tiles - first), buf);
+                    group(g, xc, &mut padded, u, b, out, yc, 0, first, GROUP.min(tiles - first), buf);
                 }
             });
     });
@@ -177,8 +179,10 @@ fn forward_alone(g: &Conv2dGeometry, x: &[f32], u: &[f32], b: Option<&[f32]>, ou
     y[..out.len(g)].par_chunks_mut((rows_per_task * y_rows * y_row_len).max(1)).zip(scratch.par_iter_mut()).enumerate().for_each(|(task, (yc, buf))| {
         let row0 = task * rows_per_task;
         let end = ((row0 + rows_per_task).min(tile_rows)) * tiles_w;
+        let (padded, buf) = buf.split_at_mut(padded_len(g));
+        let mut padded = PaddedImage::new(g, padded);
         for first in (row0 * tiles_w..end).step_by(GROUP) {
-            group(g, x, u, b, out, yc, row0, first, GROUP.min(end - first), buf);
+            group(g, x, &mut padded, u, b, out, yc, row0, first, GROUP.min(end - first), buf);
         }
     });
 }
@@ -188,20 +192,31 @@ fn forward_alone(g: &Conv2dGeometry, x: &[f32], u: &[f32], b: Option<&[f32]>, ou
 const GROUP: usize = 24;
 
 /// `count` tiles from tile `first` of the images in `x` (numbered image by image, row by row):
-/// input transform, the 36 point products, output transform into `y`, which starts at the
-/// output of tile row `row0` (of image 0).
+/// input transform (through `padded`), the 36 point products, output transform into `y`,
+/// which starts at the output of tile row `row0` (of image 0).
 #[allow(clippy::too_many_arguments)]
-fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Output, y: &mut [f32], row0: usize, first: usize, count: usize, buf: &mut [f32]) {
+fn group(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    padded: &mut PaddedImage<'_>,
+    u: &[f32],
+    bias: Option<&[f32]>,
+    out: Output,
+    y: &mut [f32],
+    row0: usize,
+    first: usize,
+    count: usize,
+    buf: &mut [f32],
+) {
     let (ci, co) = (g.in_c, g.out_c);
     let (per_image, tiles_w) = (tiles_per_image(g), g.out_w.div_ceil(TILE_OUT));
     let (v, rest) = buf.split_at_mut(POINTS * GROUP * ci);
     let (m, rest) = rest.split_at_mut(POINTS * GROUP * co);
-    let (patch, rest) = rest.split_at_mut(POINTS * ci.max(co));
-    let half = &mut rest[..POINTS * ci.max(co)];
+    let half = &mut rest[..POINTS * co];
     let locate = |tile: usize| (tile / per_image, (tile % per_image) / tiles_w, tile % tiles_w);
     for t in 0..count {
         let (img, ty, tx) = locate(first + t);
-        input_tile(g, &x[img * g.in_len()..(img + 1) * g.in_len()], ty, tx, v, GROUP, t, patch);
+        input_tile(g, padded.of(g, x, img), ty, tx, v, GROUP, t);
     }
     for p in 0..POINTS {
         let (vp, up, mp) = (&v[p * GROUP * ci..][..count * ci], &u[p * co..], &mut m[p * GROUP * co..][..count * co]);
@@ -222,8 +237,7 @@ fn group(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, out: Ou
                 write_tile(g, ty, tx, bias, yi, row0 * TILE_OUT, half);
             }
             Output::MaxPool2x2 if ty < pooled_h && tx < pooled_w => {
-                transform_tile_output(m, t, GROUP, co, half);
-                max_of_four_with_bias(&mut yi[((ty - row0) * pooled_w + tx) * co..][..co], half, co, bias);
+                transform_tile_output_max(m, t, GROUP, co, bias, &mut yi[((ty - row0) * pooled_w + tx) * co..][..co]);
             }
             Output::MaxPool2x2 => {}
         }
@@ -300,31 +314,56 @@ vectorized! {
     }
 }
 
-/// `V[p][tile]` for the tile at tile row `ty`, column `tx` of the image `x`.
-#[allow(clippy::too_many_arguments)]
-fn input_tile(g: &Conv2dGeometry, x: &[f32], ty: usize, tx: usize, v: &mut [f32], cap: usize, tile: usize, patch: &mut [f32]) {
-    let c = g.in_c;
-    let iy0 = (ty * TILE_OUT) as isize - g.pad_top as isize;
-    let ix0 = (tx * TILE_OUT) as isize - g.pad_left as isize;
-    let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + TILE_IN <= g.in_h && ix0 as usize + TILE_IN <= g.in_w;
-    if inside {
-        let start = (iy0 as usize * g.in_w + ix0 as usize) * c;
-        return transform_tile_input(&x[start..], g.in_w * c, c, v, cap, tile);
+/// `V[p][tile]` for the tile at tile row `ty`, column `tx` of a [`PaddedImage`].
+fn input_tile(g: &Conv2dGeometry, padded: &[f32], ty: usize, tx: usize, v: &mut [f32], cap: usize, tile: usize) {
+    let (c, row) = (g.in_c, padded_size(g).1 * g.in_c);
+    transform_tile_input(&padded[ty * TILE_OUT * row + tx * TILE_OUT * c..], row, c, v, cap, tile);
+}
+
+/// `(height, width)` of a [`PaddedImage`]: every tile's 6x6 window inside it.
+fn padded_size(g: &Conv2dGeometry) -> (usize, usize) {
+    (TILE_OUT * g.out_h.div_ceil(TILE_OUT) + K - 1, TILE_OUT * g.out_w.div_ceil(TILE_OUT) + K - 1)
+}
+
+fn padded_len(g: &Conv2dGeometry) -> usize {
+    let (h, w) = padded_size(g);
+    h * w * g.in_c
+}
+
+/// One image at a time, copied into a zero border wide enough for every tile, so that each
+/// tile's input transform reads its window in place.
+struct PaddedImage<'a> {
+    buf: &'a mut [f32],
+    image: Option<usize>,
+}
+
+impl<'a> PaddedImage<'a> {
+    fn new(g: &Conv2dGeometry, buf: &'a mut [f32]) -> Self {
+        Self { buf: &mut buf[..padded_len(g)], image: None }
     }
-    // d[a][b][ci] with zeros outside the image.
-    for a in 0..TILE_IN {
-        let iy = iy0 + a as isize;
-        for bb in 0..TILE_IN {
-            let ix = ix0 + bb as isize;
-            let dst = &mut patch[(a * TILE_IN + bb) * c..][..c];
-            if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
-                dst.fill(0.0);
-            } else {
-                dst.copy_from_slice(&x[(iy as usize * g.in_w + ix as usize) * c..][..c]);
+
+    /// Image `img` of the images in `x`, padded (copied only when another image was held).
+    fn of(&mut self, g: &Conv2dGeometry, x: &[f32], img: usize) -> &[f32] {
+        if self.image != Some(img) {
+            let (c, (ph, pw)) = (g.in_c, padded_size(g));
+            let image = &x[img * g.in_len()..(img + 1) * g.in_len()];
+            let cols = g.in_w.min(pw - g.pad_left);
+            for (py, row) in self.buf.chunks_mut(pw * c).enumerate().take(ph) {
+                match py.checked_sub(g.pad_top).filter(|&iy| iy < g.in_h) {
+                    Some(iy) => {
+                        let (left, rest) = row.split_at_mut(g.pad_left * c);
+                        let (inside, right) = rest.split_at_mut(cols * c);
+                        left.fill(0.0);
+                        inside.copy_from_slice(&image[iy * g.in_w * c..][..cols * c]);
+                        right.fill(0.0);
+                    }
+                    None => row.fill(0.0),
+                }
             }
+            self.image = Some(img);
         }
+        self.buf
     }
-    transform_tile_input(patch, TILE_IN * c, c, v, cap, tile);
 }
 
 /// Channels transformed together (one AVX-512 register).
@@ -435,24 +474,6 @@ fn write_tile(g: &Conv2dGeometry, ty: usize, tx: usize, bias: Option<&[f32]>, y:
 }
 
 vectorized! {
-    /// `dst = max over the tile's 4 pixels (in row order) of half[pixel] + bias` (the same values
-    /// as the full output's maximum: adding a constant preserves order, rounding included).
-    fn max_of_four_with_bias(dst: &mut [f32], half: &[f32], c: usize, bias: Option<&[f32]>) {
-        dst.copy_from_slice(&half[..c]);
-        for pixel in 1..TILE_OUT * TILE_OUT {
-            for (d, &v) in dst.iter_mut().zip(&half[pixel * c..(pixel + 1) * c]) {
-                *d = if v > *d { v } else { *d };
-            }
-        }
-        if let Some(b) = bias {
-            for (d, b) in dst.iter_mut().zip(b) {
-                *d += b;
-            }
-        }
-    }
-}
-
-vectorized! {
     /// `dst = src + bias` (or `src`).
     fn write_with_bias(dst: &mut [f32], src: &[f32], bias: Option<&[f32]>) {
         match bias {
@@ -484,6 +505,36 @@ vectorized! {
     }
 }
 
+vectorized! {
+    /// `dst[co] = max over the tile's 4 pixels (in row order) of (A^T M A)[r][s] + bias`: the
+    /// full output's maximum (adding a constant preserves order, rounding included), `LANES`
+    /// channels at a time.
+    fn transform_tile_output_max(m: &[f32], tile: usize, cap: usize, c: usize, bias: Option<&[f32]>, dst: &mut [f32]) {
+        for c0 in (0..c).step_by(LANES) {
+            let width = LANES.min(c - c0);
+            let mut rows = [[[0.0; LANES]; TILE_OUT]; TILE_IN];
+            for i in 0..TILE_IN {
+                rows[i] = at(six(|j| load(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width)));
+            }
+            let [y00, y10] = at(six(|i| rows[i][0]));
+            let [y01, y11] = at(six(|i| rows[i][1]));
+            let mut top = y00;
+            for pixel in [y01, y10, y11] {
+                for l in 0..LANES {
+                    top[l] = if pixel[l] > top[l] { pixel[l] } else { top[l] };
+                }
+            }
+            if let Some(b) = bias {
+                let b = load(b, c0, width);
+                for l in 0..LANES {
+                    top[l] += b[l];
+                }
+            }
+            store(dst, c0, &top, width);
+        }
+    }
+}
+
 /// `dw = sum over images of the correlation of x with dy` and `db = sum of dy`, the gradients
 /// of a geometry for which [`applies`] holds, through the transposed transforms: the forward
 /// is `y = A^T [(G w G^T) . (B^T d B)] A` per tile, so `dw = G^T [sum over tiles of
@@ -498,14 +549,14 @@ pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32],
     let chunks = n.div_ceil(chunk);
     let (per_image, tiles_w) = (tiles_per_image(g), g.out_w.div_ceil(TILE_OUT));
     let sums_len = POINTS * ci * co + co;
-    let worker_len = sums_len + POINTS * GROUP * (ci + co) + POINTS * ci.max(co);
+    let worker_len = sums_len + POINTS * GROUP * (ci + co) + padded_len(g);
     dev.with_scratch(chunks, worker_len, |scratch| {
         scratch.par_iter_mut().zip(x[..n * in_len].par_chunks(chunk * in_len)).zip(dy[..n * out_len].par_chunks(chunk * out_len)).for_each(
             |((buf, xc), dyc)| {
                 let (sums, rest) = buf.split_at_mut(sums_len);
                 let (v, rest) = rest.split_at_mut(POINTS * GROUP * ci);
                 let (d, rest) = rest.split_at_mut(POINTS * GROUP * co);
-                let patch = &mut rest[..POINTS * ci.max(co)];
+                let mut padded = PaddedImage::new(g, &mut rest[..padded_len(g)]);
                 sums.fill(0.0);
                 let (m, bias) = sums.split_at_mut(POINTS * ci * co);
                 for row in dyc.chunks(co) {
@@ -517,7 +568,7 @@ pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32],
                     for t in 0..count {
                         let tile = first + t;
                         let (img, ty, tx) = (tile / per_image, (tile % per_image) / tiles_w, tile % tiles_w);
-                        input_tile(g, &xc[img * in_len..(img + 1) * in_len], ty, tx, v, GROUP, t, patch);
+                        input_tile(g, padded.of(g, xc, img), ty, tx, v, GROUP, t);
                         gradient_tile(g, &dyc[img * out_len..(img + 1) * out_len], ty, tx, d, GROUP, t);
                     }
                     for p in 0..POINTS {

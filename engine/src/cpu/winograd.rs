@@ -245,11 +245,11 @@ fn group(
 }
 
 /// `U[ci][p][co] = (G g G^T)[p]` for every channel pair (a row of point `p`'s `ci x co` matrix
-/// every `POINTS * co` floats), the input channels split across the threads.
+/// every `POINTS * co` floats). On the calling thread: a parallel loop's hand-offs cost more
+/// than this takes.
 fn transform_filters(g: &Conv2dGeometry, w: Filters<'_>, u: &mut [f32]) {
     let (ci_n, co_n) = (g.in_c, g.out_c);
-    let per_thread = ci_n.div_ceil(rayon::current_num_threads());
-    u[..ci_n * POINTS * co_n].par_chunks_mut(POINTS * co_n).with_min_len(per_thread).enumerate().for_each(|(ci, u)| {
+    for (ci, u) in u[..ci_n * POINTS * co_n].chunks_mut(POINTS * co_n).enumerate() {
         for co0 in (0..co_n).step_by(LANES) {
             let width = LANES.min(co_n - co0);
             let mut taps = [[[0.0f32; LANES]; K]; K];
@@ -270,7 +270,7 @@ fn transform_filters(g: &Conv2dGeometry, w: Filters<'_>, u: &mut [f32]) {
             }
             transform_filter_lanes(&taps, u, co_n, co0, width);
         }
-    });
+    }
 }
 
 /// `G g` along one axis, lane-wise: the rows of `G` written out with their shared sums.

@@ -410,14 +410,13 @@ fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
     v
 }
 
-/// Six vectors built one by one.
-#[inline(always)]
-fn six(f: impl Fn(usize) -> Lanes) -> [Lanes; TILE_IN] {
-    let mut v = [[0.0; LANES]; TILE_IN];
-    for i in 0..TILE_IN {
-        v[i] = f(i);
-    }
-    v
+/// `[e(0), .., e(5)]` for an expression `e` of `i`, written out in place: no zeroed array to
+/// fill, no loop to unroll, and no closure (which would not share the caller's target features
+/// if it stayed a call).
+macro_rules! six {
+    ($i:ident => $e:expr) => {
+        [{ let $i = 0; $e }, { let $i = 1; $e }, { let $i = 2; $e }, { let $i = 3; $e }, { let $i = 4; $e }, { let $i = 5; $e }]
+    };
 }
 
 #[inline(always)]
@@ -428,6 +427,18 @@ fn load(src: &[f32], at: usize, width: usize) -> Lanes {
     let mut v = [0.0; LANES];
     v[..width].copy_from_slice(&src[at..at + width]);
     v
+}
+
+/// [`load`] with the width known to be `LANES` when `FULL` (no branch in a transform's body).
+#[inline(always)]
+fn load_lanes<const FULL: bool>(src: &[f32], at: usize, width: usize) -> Lanes {
+    if FULL { src[at..at + LANES].try_into().expect("LANES values") } else { load(src, at, width) }
+}
+
+/// [`store`] with the width known to be `LANES` when `FULL`.
+#[inline(always)]
+fn store_lanes<const FULL: bool>(dst: &mut [f32], at: usize, v: &Lanes, width: usize) {
+    if FULL { dst[at..at + LANES].copy_from_slice(v) } else { store(dst, at, v, width) }
 }
 
 #[inline(always)]
@@ -444,16 +455,21 @@ vectorized! {
     /// `LANES` channels at a time.
     fn transform_tile_input(d: &[f32], row_stride: usize, c: usize, v: &mut [f32], cap: usize, tile: usize) {
         for c0 in (0..c).step_by(LANES) {
-            let width = LANES.min(c - c0);
-            let mut columns = [[[0.0; LANES]; TILE_IN]; TILE_IN];
-            for b in 0..TILE_IN {
-                columns[b] = bt(six(|a| load(d, a * row_stride + b * c + c0, width)));
+            match LANES.min(c - c0) {
+                LANES => tile_input_lanes::<true>(d, row_stride, c, v, cap, tile, c0, LANES),
+                width => tile_input_lanes::<false>(d, row_stride, c, v, cap, tile, c0, width),
             }
-            for i in 0..TILE_IN {
-                for (j, out) in bt(six(|b| columns[b][i])).iter().enumerate() {
-                    store(v, ((i * TILE_IN + j) * cap + tile) * c + c0, out, width);
-                }
-            }
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_input_lanes<const FULL: bool>(d: &[f32], row_stride: usize, c: usize, v: &mut [f32], cap: usize, tile: usize, c0: usize, width: usize) {
+    let columns = six!(b => bt(six!(a => load_lanes::<FULL>(d, a * row_stride + b * c + c0, width))));
+    for i in 0..TILE_IN {
+        for (j, out) in bt(six!(b => columns[b][i])).iter().enumerate() {
+            store_lanes::<FULL>(v, ((i * TILE_IN + j) * cap + tile) * c + c0, out, width);
         }
     }
 }
@@ -491,18 +507,26 @@ vectorized! {
     /// `half[r][s][co] = (A^T M A)[r][s]` for one tile, `LANES` channels at a time.
     fn transform_tile_output(m: &[f32], tile: usize, cap: usize, c: usize, half: &mut [f32]) {
         for c0 in (0..c).step_by(LANES) {
-            let width = LANES.min(c - c0);
-            let mut rows = [[[0.0; LANES]; TILE_OUT]; TILE_IN];
-            for i in 0..TILE_IN {
-                rows[i] = at(six(|j| load(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width)));
-            }
-            for s in 0..TILE_OUT {
-                for (r, out) in at(six(|i| rows[i][s])).iter().enumerate() {
-                    store(half, (r * TILE_OUT + s) * c + c0, out, width);
+            let (y, width) = match LANES.min(c - c0) {
+                LANES => (tile_output_lanes::<true>(m, tile, cap, c, c0, LANES), LANES),
+                width => (tile_output_lanes::<false>(m, tile, cap, c, c0, width), width),
+            };
+            for r in 0..TILE_OUT {
+                for s in 0..TILE_OUT {
+                    store(half, (r * TILE_OUT + s) * c + c0, &y[r][s], width);
                 }
             }
         }
     }
+}
+
+/// `(A^T M A)[r][s]` for channels `c0..c0 + width` of one tile.
+#[inline(always)]
+fn tile_output_lanes<const FULL: bool>(m: &[f32], tile: usize, cap: usize, c: usize, c0: usize, width: usize) -> [[Lanes; TILE_OUT]; TILE_OUT] {
+    let rows = six!(i => at(six!(j => load_lanes::<FULL>(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width))));
+    let [y00, y10] = at(six!(i => rows[i][0]));
+    let [y01, y11] = at(six!(i => rows[i][1]));
+    [[y00, y01], [y10, y11]]
 }
 
 vectorized! {
@@ -511,13 +535,10 @@ vectorized! {
     /// channels at a time.
     fn transform_tile_output_max(m: &[f32], tile: usize, cap: usize, c: usize, bias: Option<&[f32]>, dst: &mut [f32]) {
         for c0 in (0..c).step_by(LANES) {
-            let width = LANES.min(c - c0);
-            let mut rows = [[[0.0; LANES]; TILE_OUT]; TILE_IN];
-            for i in 0..TILE_IN {
-                rows[i] = at(six(|j| load(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width)));
-            }
-            let [y00, y10] = at(six(|i| rows[i][0]));
-            let [y01, y11] = at(six(|i| rows[i][1]));
+            let ([[y00, y01], [y10, y11]], width) = match LANES.min(c - c0) {
+                LANES => (tile_output_lanes::<true>(m, tile, cap, c, c0, LANES), LANES),
+                width => (tile_output_lanes::<false>(m, tile, cap, c, c0, width), width),
+            };
             let mut top = y00;
             for pixel in [y01, y10, y11] {
                 for l in 0..LANES {
@@ -615,14 +636,22 @@ vectorized! {
     /// the edge, zero), `LANES` channels at a time.
     fn transform_tile_gradient(dy: &[f32], at: &[[Option<usize>; TILE_OUT]; TILE_OUT], co: usize, d: &mut [f32], cap: usize, tile: usize) {
         for c0 in (0..co).step_by(LANES) {
-            let width = LANES.min(co - c0);
-            let value = |p: Option<usize>| p.map_or([0.0; LANES], |p| load(dy, p + c0, width));
-            let rows = [a_expand([value(at[0][0]), value(at[0][1])]), a_expand([value(at[1][0]), value(at[1][1])])];
-            for j in 0..TILE_IN {
-                for (i, out) in a_expand([rows[0][j], rows[1][j]]).iter().enumerate() {
-                    store(d, ((i * TILE_IN + j) * cap + tile) * co + c0, out, width);
-                }
+            match LANES.min(co - c0) {
+                LANES => tile_gradient_lanes::<true>(dy, at, co, d, cap, tile, c0, LANES),
+                width => tile_gradient_lanes::<false>(dy, at, co, d, cap, tile, c0, width),
             }
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_gradient_lanes<const FULL: bool>(dy: &[f32], at: &[[Option<usize>; TILE_OUT]; TILE_OUT], co: usize, d: &mut [f32], cap: usize, tile: usize, c0: usize, width: usize) {
+    let value = |p: Option<usize>| p.map_or([0.0; LANES], |p| load_lanes::<FULL>(dy, p + c0, width));
+    let rows = [a_expand([value(at[0][0]), value(at[0][1])]), a_expand([value(at[1][0]), value(at[1][1])])];
+    for j in 0..TILE_IN {
+        for (i, out) in a_expand([rows[0][j], rows[1][j]]).iter().enumerate() {
+            store_lanes::<FULL>(d, ((i * TILE_IN + j) * cap + tile) * co + c0, out, width);
         }
     }
 }

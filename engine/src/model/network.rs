@@ -4,7 +4,7 @@
 use super::spec::{LayerKind, ModelSpec};
 use super::workspace::{STATS_SLOTS, Workspace, pair, pair_mut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::activation::Activation;
 use crate::cpu::winograd;
@@ -137,12 +137,17 @@ pub struct Network {
     /// The training loss's label smoothing (see [`Network::set_label_smoothing`]).
     label_smoothing: f32,
     /// On the CPU, per stage: the Winograd transform of a pooled conv2d's filters, made again
-    /// (in the same buffers) by the first inference after the weights change.
-    winograd_filters: RwLock<Vec<Option<Vec<f32>>>>,
+    /// (in the same buffers once no inference holds them) by the first inference after the
+    /// weights change. An inference holds its own `Arc`, not the lock: a pool thread waiting
+    /// inside one inference may run another's.
+    winograd_filters: Mutex<Option<Arc<WinogradFilters>>>,
     /// Whether `winograd_filters` matches the weights. Every change of weights goes through
     /// `&mut self`, which clears it.
     winograd_fresh: AtomicBool,
 }
+
+/// Per stage, a pooled conv2d's filters through [`winograd::transformed_filters`].
+type WinogradFilters = Vec<Option<Vec<f32>>>;
 
 impl Drop for Network {
     /// A device shared with other networks must not keep this one's buffers alive.
@@ -277,7 +282,7 @@ impl Network {
             plan_inference_pooling(&mut stages);
         }
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0, winograd_filters: RwLock::default(), winograd_fresh: AtomicBool::new(false) })
+        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0, winograd_filters: Mutex::default(), winograd_fresh: AtomicBool::new(false) })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -628,30 +633,37 @@ impl Network {
     }
 
     /// The filters of the pooled conv2d stages that Winograd applies to, transformed for CPU
-    /// inference (`None` for other stages and on a GPU); made again, in place, if the weights
-    /// changed since they were last made.
-    fn winograd_filters(&self) -> Option<RwLockReadGuard<'_, Vec<Option<Vec<f32>>>>> {
+    /// inference (`None` for other stages and on a GPU); made again, in place where no other
+    /// inference holds them, if the weights changed since they were last made.
+    fn winograd_filters(&self) -> Option<Arc<WinogradFilters>> {
         if !matches!(self.device, Device::Cpu(_)) {
             return None;
         }
-        if !self.winograd_fresh.load(Ordering::Acquire) {
-            let mut per_stage = self.winograd_filters.write().unwrap_or_else(|e| e.into_inner());
-            if !self.winograd_fresh.load(Ordering::Acquire) {
-                per_stage.resize(self.stages.len(), None);
-                for (s, filters) in self.stages.iter().zip(per_stage.iter_mut()) {
-                    if let Op::Conv2d { geom, weight, .. } = &s.op
-                        && s.inference_pool.is_some()
-                        && winograd::applies(geom)
-                    {
-                        let u = filters.get_or_insert_with(Vec::new);
-                        u.resize(winograd::transformed_len(geom), 0.0);
-                        winograd::transform_filters_into(geom, self.params[*weight].value.cpu(), u);
-                    }
+        let mut held = self.winograd_filters.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.winograd_fresh.load(Ordering::Acquire) || held.is_none() {
+            let mut filters = held.take().unwrap_or_default();
+            let per_stage = match Arc::get_mut(&mut filters) {
+                Some(unshared) => unshared,
+                None => {
+                    filters = Arc::default();
+                    Arc::get_mut(&mut filters).expect("a new Arc is unshared")
                 }
-                self.winograd_fresh.store(true, Ordering::Release);
+            };
+            per_stage.resize(self.stages.len(), None);
+            for (s, filters) in self.stages.iter().zip(per_stage.iter_mut()) {
+                if let Op::Conv2d { geom, weight, .. } = &s.op
+                    && s.inference_pool.is_some()
+                    && winograd::applies(geom)
+                {
+                    let u = filters.get_or_insert_with(Vec::new);
+                    u.resize(winograd::transformed_len(geom), 0.0);
+                    winograd::transform_filters_into(geom, self.params[*weight].value.cpu(), u);
+                }
             }
+            *held = Some(filters);
+            self.winograd_fresh.store(true, Ordering::Release);
         }
-        Some(self.winograd_filters.read().unwrap_or_else(|e| e.into_inner()))
+        held.clone()
     }
 
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class

@@ -230,7 +230,11 @@ fn conv2d_with_max_pool_in_one_pass_matches_the_layers_in_turn() {
         let (mut want, mut argmax) = (Tensor::zeros(&d, &[m * pool.out_len()]), Tensor::<u32>::zeros(&d, &[m * pool.out_len()]));
         d.max_pool_forward(&pool, m, &conv, &mut want, &mut argmax);
         let want = want.to_host();
-        assert_bitwise_equal(&got.to_host(), &want[..n * pool.out_len()], &format!("transformed filters, {g:?} n={n} pool {size}/{stride}"));
+        assert_bitwise_equal(
+            &got.to_host(),
+            &want[..n * pool.out_len()],
+            &format!("transformed filters, {g:?} n={n} pool {size}/{stride}"),
+        );
     }
 }
 

@@ -85,7 +85,17 @@ vectorized! {
 /// `c0..c0 + NV * LANES`, into `y` (that row).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pixel_group<const NV: usize>(g: &Conv2dGeometry, xp: &[f32], pw: usize, w: &[f32], b: &[f32], oy: usize, ox0: usize, c0: usize, y: &mut [f32]) {
+fn pixel_group<const NV: usize>(
+    g: &Conv2dGeometry,
+    xp: &[f32],
+    pw: usize,
+    w: &[f32],
+    b: &[f32],
+    oy: usize,
+    ox0: usize,
+    c0: usize,
+    y: &mut [f32],
+) {
     let (c, oc) = (g.in_c, g.out_c);
     let pixel_step = g.stride_w * c;
     let mut bias = [[0.0f32; LANES]; NV];

@@ -21,7 +21,11 @@ impl<'a> MatRef<'a> {
     /// `rows x cols`, row-major, a row every `row_stride` values.
     pub fn with_row_stride(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
         let needed = if rows == 0 { 0 } else { (rows - 1) * row_stride + cols };
-        assert!(cols <= row_stride && data.len() >= needed, "matrix {rows}x{cols} (row stride {row_stride}) needs {needed} values, got {}", data.len());
+        assert!(
+            cols <= row_stride && data.len() >= needed,
+            "matrix {rows}x{cols} (row stride {row_stride}) needs {needed} values, got {}",
+            data.len()
+        );
         Self { data, rows, cols, row_stride: row_stride as isize, col_stride: 1 }
     }
 

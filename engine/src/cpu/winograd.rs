@@ -176,15 +176,17 @@ fn forward_alone(g: &Conv2dGeometry, x: &[f32], u: &[f32], b: Option<&[f32]>, ou
         Output::Full => (TILE_OUT, g.out_w * g.out_c),
         Output::MaxPool2x2 => (1, (g.out_w / 2) * g.out_c),
     };
-    y[..out.len(g)].par_chunks_mut((rows_per_task * y_rows * y_row_len).max(1)).zip(scratch.par_iter_mut()).enumerate().for_each(|(task, (yc, buf))| {
-        let row0 = task * rows_per_task;
-        let end = ((row0 + rows_per_task).min(tile_rows)) * tiles_w;
-        let (padded, buf) = buf.split_at_mut(padded_len(g));
-        let mut padded = PaddedImage::new(g, padded);
-        for first in (row0 * tiles_w..end).step_by(GROUP) {
-            group(g, x, &mut padded, u, b, out, yc, row0, first, GROUP.min(end - first), buf);
-        }
-    });
+    y[..out.len(g)].par_chunks_mut((rows_per_task * y_rows * y_row_len).max(1)).zip(scratch.par_iter_mut()).enumerate().for_each(
+        |(task, (yc, buf))| {
+            let row0 = task * rows_per_task;
+            let end = ((row0 + rows_per_task).min(tile_rows)) * tiles_w;
+            let (padded, buf) = buf.split_at_mut(padded_len(g));
+            let mut padded = PaddedImage::new(g, padded);
+            for first in (row0 * tiles_w..end).step_by(GROUP) {
+                group(g, x, &mut padded, u, b, out, yc, row0, first, GROUP.min(end - first), buf);
+            }
+        },
+    );
 }
 
 /// Tiles transformed, multiplied and transformed back together: their `V` and `M` (36 points
@@ -415,7 +417,32 @@ fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
 /// if it stayed a call).
 macro_rules! six {
     ($i:ident => $e:expr) => {
-        [{ let $i = 0; $e }, { let $i = 1; $e }, { let $i = 2; $e }, { let $i = 3; $e }, { let $i = 4; $e }, { let $i = 5; $e }]
+        [
+            {
+                let $i = 0;
+                $e
+            },
+            {
+                let $i = 1;
+                $e
+            },
+            {
+                let $i = 2;
+                $e
+            },
+            {
+                let $i = 3;
+                $e
+            },
+            {
+                let $i = 4;
+                $e
+            },
+            {
+                let $i = 5;
+                $e
+            },
+        ]
     };
 }
 
@@ -465,7 +492,16 @@ vectorized! {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile_input_lanes<const FULL: bool>(d: &[f32], row_stride: usize, c: usize, v: &mut [f32], cap: usize, tile: usize, c0: usize, width: usize) {
+fn tile_input_lanes<const FULL: bool>(
+    d: &[f32],
+    row_stride: usize,
+    c: usize,
+    v: &mut [f32],
+    cap: usize,
+    tile: usize,
+    c0: usize,
+    width: usize,
+) {
     let columns = six!(b => bt(six!(a => load_lanes::<FULL>(d, a * row_stride + b * c + c0, width))));
     for i in 0..TILE_IN {
         for (j, out) in bt(six!(b => columns[b][i])).iter().enumerate() {
@@ -522,7 +558,14 @@ vectorized! {
 
 /// `(A^T M A)[r][s]` for channels `c0..c0 + width` of one tile.
 #[inline(always)]
-fn tile_output_lanes<const FULL: bool>(m: &[f32], tile: usize, cap: usize, c: usize, c0: usize, width: usize) -> [[Lanes; TILE_OUT]; TILE_OUT] {
+fn tile_output_lanes<const FULL: bool>(
+    m: &[f32],
+    tile: usize,
+    cap: usize,
+    c: usize,
+    c0: usize,
+    width: usize,
+) -> [[Lanes; TILE_OUT]; TILE_OUT] {
     let rows = six!(i => at(six!(j => load_lanes::<FULL>(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width))));
     let [y00, y10] = at(six!(i => rows[i][0]));
     let [y01, y11] = at(six!(i => rows[i][1]));
@@ -593,7 +636,8 @@ pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32],
                         gradient_tile(g, &dyc[img * out_len..(img + 1) * out_len], ty, tx, d, GROUP, t);
                     }
                     for p in 0..POINTS {
-                        let (vp, dp, mp) = (&v[p * GROUP * ci..][..count * ci], &d[p * GROUP * co..][..count * co], &mut m[p * ci * co..][..ci * co]);
+                        let (vp, dp, mp) =
+                            (&v[p * GROUP * ci..][..count * ci], &d[p * GROUP * co..][..count * co], &mut m[p * ci * co..][..ci * co]);
                         if product::applies(co) {
                             product::accumulate_transposed(vp, dp, mp, ci, count, co);
                         } else {
@@ -628,7 +672,14 @@ fn gradient_tile(g: &Conv2dGeometry, dy: &[f32], ty: usize, tx: usize, d: &mut [
 #[inline(always)]
 fn a_expand(m: [Lanes; TILE_OUT]) -> [Lanes; TILE_IN] {
     let [m0, m1] = m;
-    [m0, lanes(|l| m0[l] + m1[l]), lanes(|l| m0[l] - m1[l]), lanes(|l| 2.0f32.mul_add(m1[l], m0[l])), lanes(|l| (-2.0f32).mul_add(m1[l], m0[l])), m1]
+    [
+        m0,
+        lanes(|l| m0[l] + m1[l]),
+        lanes(|l| m0[l] - m1[l]),
+        lanes(|l| 2.0f32.mul_add(m1[l], m0[l])),
+        lanes(|l| (-2.0f32).mul_add(m1[l], m0[l])),
+        m1,
+    ]
 }
 
 vectorized! {
@@ -646,7 +697,16 @@ vectorized! {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile_gradient_lanes<const FULL: bool>(dy: &[f32], at: &[[Option<usize>; TILE_OUT]; TILE_OUT], co: usize, d: &mut [f32], cap: usize, tile: usize, c0: usize, width: usize) {
+fn tile_gradient_lanes<const FULL: bool>(
+    dy: &[f32],
+    at: &[[Option<usize>; TILE_OUT]; TILE_OUT],
+    co: usize,
+    d: &mut [f32],
+    cap: usize,
+    tile: usize,
+    c0: usize,
+    width: usize,
+) {
     let value = |p: Option<usize>| p.map_or([0.0; LANES], |p| load_lanes::<FULL>(dy, p + c0, width));
     let rows = [a_expand([value(at[0][0]), value(at[0][1])]), a_expand([value(at[1][0]), value(at[1][1])])];
     for j in 0..TILE_IN {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::activation::Activation;
-use crate::cpu::winograd;
 use crate::backend::{Conv2dGeometry, ConvInput, Dropout, Epilogue, GradMask, NormGeometry, NormParams, PoolGeometry};
+use crate::cpu::winograd;
 use crate::device::Device;
 use crate::error::{EngineError, Result};
 use crate::optim::Optimizer;
@@ -282,7 +282,19 @@ impl Network {
             plan_inference_pooling(&mut stages);
         }
         let dropout_seed = (seed ^ (seed >> 32)) as u32;
-        Ok(Self { spec, device, stages, params, state, param_arena, slot_lens, dropout_seed, label_smoothing: 0.0, winograd_filters: Mutex::default(), winograd_fresh: AtomicBool::new(false) })
+        Ok(Self {
+            spec,
+            device,
+            stages,
+            params,
+            state,
+            param_arena,
+            slot_lens,
+            dropout_seed,
+            label_smoothing: 0.0,
+            winograd_filters: Mutex::default(),
+            winograd_fresh: AtomicBool::new(false),
+        })
     }
 
     pub fn spec(&self) -> &ModelSpec {

@@ -78,7 +78,17 @@ fn panels(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], rows: usize, k: usize, co: usiz
 /// Panels of `R` rows from `r0` while whole ones fit; returns the first row left.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn run<const R: usize, const NV: usize>(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], mut r0: usize, rows: usize, c0: usize, k: usize, co: usize, accumulate: bool) -> usize {
+fn run<const R: usize, const NV: usize>(
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    m: &mut [f32],
+    mut r0: usize,
+    rows: usize,
+    c0: usize,
+    k: usize,
+    co: usize,
+    accumulate: bool,
+) -> usize {
     while r0 + R <= rows {
         panel::<R, NV>(a, b, m, r0, c0, k, co, accumulate);
         r0 += R;
@@ -89,7 +99,16 @@ fn run<const R: usize, const NV: usize>(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], m
 /// Rows `r0..r0 + R`, channels `c0..c0 + NV * LANES` of `m`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panel<const R: usize, const NV: usize>(a: Lhs<'_>, b: Rhs<'_>, m: &mut [f32], r0: usize, c0: usize, k: usize, co: usize, accumulate: bool) {
+fn panel<const R: usize, const NV: usize>(
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    m: &mut [f32],
+    r0: usize,
+    c0: usize,
+    k: usize,
+    co: usize,
+    accumulate: bool,
+) {
     let mut acc = [[[0.0f32; LANES]; NV]; R];
     if accumulate {
         for r in 0..R {
@@ -144,7 +163,8 @@ mod tests {
                     for c in 0..co {
                         let want: f64 = (0..k).map(|i| v[r * k + i] as f64 * u[i * co + c] as f64).sum();
                         assert!((m[r * co + c] as f64 - want).abs() < 1e-4, "co {co} rows {rows} [{r}][{c}]: {} vs {want}", m[r * co + c]);
-                        let want: f64 = start[r * co + c] as f64 + (0..k).map(|i| vt[i * rows + r] as f64 * u[i * co + c] as f64).sum::<f64>();
+                        let want: f64 =
+                            start[r * co + c] as f64 + (0..k).map(|i| vt[i * rows + r] as f64 * u[i * co + c] as f64).sum::<f64>();
                         assert!((acc[r * co + c] as f64 - want).abs() < 1e-4, "transposed, co {co} rows {rows} [{r}][{c}]");
                     }
                 }

@@ -154,14 +154,7 @@ pub fn forward(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], w: Filt
             .par_chunks_mut(chunk * out_len)
             .zip(x[..n * in_len].par_chunks(chunk * in_len))
             .zip(workers_scratch.par_iter_mut())
-            .for_each(|((yc, xc), buf)| {
-                let tiles = tiles_per_image(g) * (xc.len() / in_len);
-                let (padded, buf) = buf.split_at_mut(padded_len(g));
-                let mut padded = PaddedImage::new(g, padded);
-                for first in (0..tiles).step_by(GROUP) {
-                    group(g, xc, &mut padded, u, b, out, yc, 0, first, GROUP.min(tiles - first), buf);
-                }
-            });
+            .for_each(|((yc, xc), buf)| tile_range(g, xc, u, b, out, yc, 0, 0..tiles_per_image(g) * (xc.len() / in_len), buf));
     });
 }
 
@@ -179,14 +172,31 @@ fn forward_alone(g: &Conv2dGeometry, x: &[f32], u: &[f32], b: Option<&[f32]>, ou
     y[..out.len(g)].par_chunks_mut((rows_per_task * y_rows * y_row_len).max(1)).zip(scratch.par_iter_mut()).enumerate().for_each(
         |(task, (yc, buf))| {
             let row0 = task * rows_per_task;
-            let end = ((row0 + rows_per_task).min(tile_rows)) * tiles_w;
-            let (padded, buf) = buf.split_at_mut(padded_len(g));
-            let mut padded = PaddedImage::new(g, padded);
-            for first in (row0 * tiles_w..end).step_by(GROUP) {
-                group(g, x, &mut padded, u, b, out, yc, row0, first, GROUP.min(end - first), buf);
-            }
+            let end = (row0 + rows_per_task).min(tile_rows) * tiles_w;
+            tile_range(g, x, u, b, out, yc, row0, row0 * tiles_w..end, buf);
         },
     );
+}
+
+/// The tiles `tiles` of the images in `x` (numbered image by image, row by row), a group at a
+/// time, into `y`, which starts at the output of tile row `row0` (of image 0).
+#[allow(clippy::too_many_arguments)]
+fn tile_range(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    u: &[f32],
+    b: Option<&[f32]>,
+    out: Output,
+    y: &mut [f32],
+    row0: usize,
+    tiles: std::ops::Range<usize>,
+    buf: &mut [f32],
+) {
+    let (padded, buf) = buf.split_at_mut(padded_len(g));
+    let mut padded = PaddedImage::new(g, padded);
+    for first in tiles.clone().step_by(GROUP) {
+        group(g, x, &mut padded, u, b, out, y, row0, first, GROUP.min(tiles.end - first), buf);
+    }
 }
 
 /// Tiles transformed, multiplied and transformed back together: their `V` and `M` (36 points
@@ -415,34 +425,10 @@ fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
 /// `[e(0), .., e(5)]` for an expression `e` of `i`, written out in place: no zeroed array to
 /// fill, no loop to unroll, and no closure (which would not share the caller's target features
 /// if it stayed a call).
+#[rustfmt::skip]
 macro_rules! six {
     ($i:ident => $e:expr) => {
-        [
-            {
-                let $i = 0;
-                $e
-            },
-            {
-                let $i = 1;
-                $e
-            },
-            {
-                let $i = 2;
-                $e
-            },
-            {
-                let $i = 3;
-                $e
-            },
-            {
-                let $i = 4;
-                $e
-            },
-            {
-                let $i = 5;
-                $e
-            },
-        ]
+        [{ let $i = 0; $e }, { let $i = 1; $e }, { let $i = 2; $e }, { let $i = 3; $e }, { let $i = 4; $e }, { let $i = 5; $e }]
     };
 }
 

@@ -3,7 +3,6 @@
 
 use super::spec::{LayerKind, ModelSpec};
 use super::workspace::{STATS_SLOTS, Workspace, pair, pair_mut};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::activation::Activation;
@@ -140,14 +139,19 @@ pub struct Network {
     /// (in the same buffers once no inference holds them) by the first inference after the
     /// weights change. An inference holds its own `Arc`, not the lock: a pool thread waiting
     /// inside one inference may run another's.
-    winograd_filters: Mutex<Option<Arc<WinogradFilters>>>,
-    /// Whether `winograd_filters` matches the weights. Every change of weights goes through
-    /// `&mut self`, which clears it.
-    winograd_fresh: AtomicBool,
+    winograd_filters: Mutex<WinogradCache>,
 }
 
 /// Per stage, a pooled conv2d's filters through [`winograd::transformed_filters`].
 type WinogradFilters = Vec<Option<Vec<f32>>>;
+
+/// [`Network`]'s transformed filters, and whether they match the weights (every change of
+/// weights goes through `&mut Network`, which clears `fresh`).
+#[derive(Default)]
+struct WinogradCache {
+    fresh: bool,
+    filters: Arc<WinogradFilters>,
+}
 
 impl Drop for Network {
     /// A device shared with other networks must not keep this one's buffers alive.
@@ -293,7 +297,6 @@ impl Network {
             dropout_seed,
             label_smoothing: 0.0,
             winograd_filters: Mutex::default(),
-            winograd_fresh: AtomicBool::new(false),
         })
     }
 
@@ -364,7 +367,7 @@ impl Network {
         let expected: Vec<(String, Vec<usize>)> =
             self.params.iter().chain(&self.state).map(|p| (p.name.clone(), p.value.shape().to_vec())).collect();
         check_named_tensors("network state", &expected, &state)?;
-        *self.winograd_fresh.get_mut() = false;
+        self.winograd_filters.get_mut().unwrap_or_else(|e| e.into_inner()).fresh = false;
         for (p, (name, _, values)) in self.params.iter_mut().chain(self.state.iter_mut()).zip(state) {
             p.value.write_host(&name, &values)?;
         }
@@ -640,7 +643,7 @@ impl Network {
         ws.pending.push(n);
         self.backward(ws, opt.grads_mut(), n, step);
         opt.apply(&self.device, &mut self.params, self.param_arena.as_mut(), lr);
-        *self.winograd_fresh.get_mut() = false;
+        self.winograd_filters.get_mut().unwrap_or_else(|e| e.into_inner()).fresh = false;
         self.device.submit();
     }
 
@@ -651,16 +654,9 @@ impl Network {
         if !matches!(self.device, Device::Cpu(_)) {
             return None;
         }
-        let mut held = self.winograd_filters.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.winograd_fresh.load(Ordering::Acquire) || held.is_none() {
-            let mut filters = held.take().unwrap_or_default();
-            let per_stage = match Arc::get_mut(&mut filters) {
-                Some(unshared) => unshared,
-                None => {
-                    filters = Arc::default();
-                    Arc::get_mut(&mut filters).expect("a new Arc is unshared")
-                }
-            };
+        let mut cache = self.winograd_filters.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache.fresh {
+            let per_stage = Arc::make_mut(&mut cache.filters);
             per_stage.resize(self.stages.len(), None);
             for (s, filters) in self.stages.iter().zip(per_stage.iter_mut()) {
                 if let Op::Conv2d { geom, weight, .. } = &s.op
@@ -672,10 +668,9 @@ impl Network {
                     winograd::transform_filters_into(geom, self.params[*weight].value.cpu(), u);
                 }
             }
-            *held = Some(filters);
-            self.winograd_fresh.store(true, Ordering::Release);
+            cache.fresh = true;
         }
-        held.clone()
+        Some(cache.filters.clone())
     }
 
     /// Inference on `n` normalised examples already uploaded to slot 0 of `ws`; writes class

@@ -110,6 +110,16 @@ impl Device {
         }
     }
 
+    /// Runs `work`, which calls this device's kernels: on the CPU as one job of the kernels'
+    /// thread pool (see [`crate::cpu::threads::in_pool`]): one hand-off to the pool per call
+    /// instead of one per kernel. On a GPU, on this thread.
+    pub fn run<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Device::Cpu(_) => crate::cpu::threads::in_pool(work),
+            Device::Gpu(_) => work(),
+        }
+    }
+
     /// Starts the recorded operations without waiting for them (a no-op on the CPU).
     pub fn submit(&self) {
         if let Device::Gpu(g) = self {

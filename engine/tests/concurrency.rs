@@ -37,8 +37,8 @@ fn concurrent_cpu_predictions_agree_and_finish() {
     }
 }
 
-/// One network shared by every thread from its very first inference, as the server shares a
-/// loaded version: its Winograd filters are made once, by one request, while the others wait,
+/// One network shared by every thread and pool job from its very first inference, as the server
+/// shares a loaded version: its Winograd filters are made once, by one request, while the others wait,
 /// and no request holds a lock while it computes (a pool thread waiting inside one request may
 /// run another request's inference).
 #[test]
@@ -53,14 +53,20 @@ fn a_shared_network_answers_concurrent_requests_from_the_first() {
     let (done, finished) = mpsc::channel();
     for t in 0..4 {
         let (shared, images, want, done) = (shared.clone(), images.clone(), want.clone(), done.clone());
-        std::thread::spawn(move || {
+        let requests = move || {
             let mut inference = Inference::new(&shared, 5);
             for round in 0..30 {
                 let (n, want) = if (round + t) % 2 == 0 { (1, &want[0]) } else { (5, &want[1]) };
                 assert_eq!(inference.predict(&shared, &images[..n * 784]).unwrap(), *want, "thread {t} round {round}, batch {n}");
             }
             done.send(t).unwrap();
-        });
+        };
+        // Threads of their own, and jobs of the kernels' pool as the server's requests are.
+        if t % 2 == 0 {
+            std::thread::spawn(requests);
+        } else {
+            rayon::spawn(requests);
+        }
     }
     for _ in 0..4 {
         finished.recv_timeout(Duration::from_secs(120)).expect("every thread finishes (a deadlock otherwise)");

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use engine::Device;
+use engine::{Device, DeviceKind};
 use engine::predictor::Prediction;
 use proto::tensorflow::error::Code;
 
@@ -63,16 +63,34 @@ impl Loaded {
             None => {
                 let slot = self.engine_slots.clone().acquire_owned().await.map_err(|e| PredictError::Engine(e.to_string()))?;
                 let servable = self.servable.clone();
-                tokio::task::spawn_blocking(move || {
+                let device = servable.device().kind();
+                off_async_threads(device, move || {
                     let _slot = slot;
                     fault::contain(|| servable.predict(&images).map_err(|e| e.to_string()))
                         .unwrap_or_else(|cause| Err(format!("the engine failed: {cause}")))
                 })
                 .await
-                .map_err(|e| PredictError::Engine(e.to_string()))?
+                .map_err(PredictError::Engine)?
                 .map_err(PredictError::Engine)
             }
         }
+    }
+}
+
+/// Runs an engine call off the async threads. On the CPU it is a job of the kernels' thread
+/// pool: the call's parallel loops then start on awake pool threads, with no blocking thread
+/// between the request and the pool to wake and wait for. A GPU call waits for its device, on a
+/// blocking thread.
+async fn off_async_threads<R: Send + 'static>(device: DeviceKind, work: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
+    match device {
+        DeviceKind::Cpu => {
+            let (reply, result) = tokio::sync::oneshot::channel();
+            rayon::spawn(move || {
+                let _ = reply.send(work());
+            });
+            result.await.map_err(|_| "the engine call was dropped".to_string())
+        }
+        _ => tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string()),
     }
 }
 

@@ -83,6 +83,11 @@ impl Servable {
         Ok(plan)
     }
 
+    /// The device the version runs on.
+    pub fn device(&self) -> &Device {
+        self.network.device()
+    }
+
     /// One engine call over `images` (whole examples, NHWC floats in [0, 1]).
     pub fn predict(&self, images: &[f32]) -> engine::Result<Prediction> {
         let pooled = self.workspaces.lock().unwrap_or_else(|e| e.into_inner()).pop();

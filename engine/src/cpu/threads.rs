@@ -3,6 +3,10 @@
 //! otherwise become denormals, which x86 CPUs add and multiply tens of times slower than normal
 //! floats. Flushing changes results only below 1.2e-38, and identically from run to run.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 /// Sizes rayon's global pool (`None`: one thread per core) with denormals flushed on each
 /// worker, and flushes them on the calling thread too. Call before anything uses rayon.
 pub fn configure(threads: Option<usize>) -> Result<(), rayon::ThreadPoolBuildError> {
@@ -12,6 +16,60 @@ pub fn configure(threads: Option<usize>) -> Result<(), rayon::ThreadPoolBuildErr
         builder = builder.num_threads(t);
     }
     builder.build_global()
+}
+
+/// How long the pool's threads stay awake after a call of [`in_pool`], for the next one.
+const STAY_AWAKE: Duration = Duration::from_millis(1);
+
+/// Until when (nanoseconds on [`clock`]) the pool's threads stay awake.
+static AWAKE_UNTIL: AtomicU64 = AtomicU64::new(0);
+/// Pool threads staying awake now.
+static AWAKE: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `work` as one job of the pool and waits for it, with the pool's other threads kept awake
+/// and stealing during it and for [`STAY_AWAKE`] after it, as ONNX Runtime's threads spin. A
+/// lone image's layers are parallel loops of tens of microseconds: handed to sleeping threads,
+/// each would wait as long again for the threads to wake, and for the caller to be woken back.
+pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    AWAKE_UNTIL.fetch_max(clock() + STAY_AWAKE.as_nanos() as u64, Ordering::Relaxed);
+    while claim_awake_thread() {
+        rayon::spawn(stay_awake);
+    }
+    rayon::scope(|_| work())
+}
+
+/// Pool threads staying awake after a call of [`in_pool`] now.
+pub fn threads_staying_awake() -> usize {
+    AWAKE.load(Ordering::Acquire)
+}
+
+/// Counts one more thread staying awake, if fewer than all but one are.
+fn claim_awake_thread() -> bool {
+    let others = rayon::current_num_threads().saturating_sub(1);
+    AWAKE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < others).then_some(n + 1)).is_ok()
+}
+
+/// Runs the pool's jobs as they come, giving the core to other threads between them, until
+/// [`AWAKE_UNTIL`].
+fn stay_awake() {
+    loop {
+        while clock() < AWAKE_UNTIL.load(Ordering::Relaxed) {
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                std::thread::yield_now();
+            }
+        }
+        AWAKE.fetch_sub(1, Ordering::AcqRel);
+        // Extended between the last check and the count going down: carry on if still wanted.
+        if clock() >= AWAKE_UNTIL.load(Ordering::Relaxed) || !claim_awake_thread() {
+            return;
+        }
+    }
+}
+
+/// Nanoseconds since the first call.
+fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Sets flush-to-zero and denormals-are-zero for this thread's floating-point unit.

@@ -681,13 +681,7 @@ impl Network {
             let logits = &ws.acts[self.logits_slot()];
             self.device.predict(n, self.num_classes(), logits, &mut ws.outputs);
         };
-        match self.device {
-            // On a pool thread, a kernel's parallel loop that has one piece runs in place and
-            // one with more hands pieces to the other workers: one hand-off per batch instead
-            // of one per kernel, which at batch 1 is a sizeable share of the latency.
-            Device::Cpu(_) => rayon::scope(|_| infer(ws)),
-            Device::Gpu(_) => infer(ws),
-        }
+        self.device.run(|| infer(ws));
     }
 
     /// Uploads `n` float examples into slot 0.

@@ -3,6 +3,7 @@
 //! otherwise become denormals, which x86 CPUs add and multiply tens of times slower than normal
 //! floats. Flushing changes results only below 1.2e-38, and identically from run to run.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +36,26 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     while claim_awake_thread() {
         rayon::spawn(stay_awake);
     }
-    rayon::scope(|_| work())
+    rayon::scope(|_| busy(work))
+}
+
+thread_local! {
+    /// Whether this thread runs an [`in_pool`] work or a [`stay_awake`] loop. A helper that this
+    /// thread picks up from its own queue while it waits inside the work returns at once: it
+    /// would hold the work up until the threads stop staying awake.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with [`BUSY`] set on this thread.
+fn busy<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUSY.set(self.0);
+        }
+    }
+    let _restore = Restore(BUSY.replace(true));
+    f()
 }
 
 /// Pool threads staying awake after a call of [`in_pool`] now.
@@ -52,7 +72,11 @@ fn claim_awake_thread() -> bool {
 /// Runs the pool's jobs as they come, giving the core to other threads between them, until
 /// [`AWAKE_UNTIL`].
 fn stay_awake() {
-    loop {
+    if BUSY.get() {
+        AWAKE.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    busy(|| loop {
         while clock() < AWAKE_UNTIL.load(Ordering::Relaxed) {
             if rayon::yield_now() != Some(rayon::Yield::Executed) {
                 std::thread::yield_now();
@@ -63,7 +87,7 @@ fn stay_awake() {
         if clock() >= AWAKE_UNTIL.load(Ordering::Relaxed) || !claim_awake_thread() {
             return;
         }
-    }
+    })
 }
 
 /// Nanoseconds since the first call.

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use engine::{Device, DeviceKind};
 use engine::predictor::Prediction;
+use engine::{Device, DeviceKind};
 use proto::tensorflow::error::Code;
 
 use crate::batcher::{BatchQueue, BatchScheduler};

@@ -76,16 +76,18 @@ fn stay_awake() {
         AWAKE.fetch_sub(1, Ordering::AcqRel);
         return;
     }
-    busy(|| loop {
-        while clock() < AWAKE_UNTIL.load(Ordering::Relaxed) {
-            if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                std::thread::yield_now();
+    busy(|| {
+        loop {
+            while clock() < AWAKE_UNTIL.load(Ordering::Relaxed) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
             }
-        }
-        AWAKE.fetch_sub(1, Ordering::AcqRel);
-        // Extended between the last check and the count going down: carry on if still wanted.
-        if clock() >= AWAKE_UNTIL.load(Ordering::Relaxed) || !claim_awake_thread() {
-            return;
+            AWAKE.fetch_sub(1, Ordering::AcqRel);
+            // Extended between the last check and the count going down: carry on if still wanted.
+            if clock() >= AWAKE_UNTIL.load(Ordering::Relaxed) || !claim_awake_thread() {
+                return;
+            }
         }
     })
 }

@@ -33,10 +33,17 @@ static AWAKE: AtomicUsize = AtomicUsize::new(0);
 /// each would wait as long again for the threads to wake, and for the caller to be woken back.
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     AWAKE_UNTIL.fetch_max(clock() + STAY_AWAKE.as_nanos() as u64, Ordering::Relaxed);
+    wake_helpers();
+    rayon::scope(|_| busy(work))
+}
+
+/// Spawns a [`stay_awake`] job for each pool thread not already staying awake. Rayon boxes each
+/// spawned job: one small allocation per thread woken, at most one per idle millisecond.
+#[inline(never)]
+fn wake_helpers() {
     while claim_awake_thread() {
         rayon::spawn(stay_awake);
     }
-    rayon::scope(|_| busy(work))
 }
 
 thread_local! {

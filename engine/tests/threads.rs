@@ -26,7 +26,7 @@ fn in_pool_calls_nest_inside_pool_jobs() {
 #[test]
 fn threads_kept_awake_go_back_to_sleep_when_calls_stop() {
     in_pool(|| ());
-    assert!(threads_staying_awake() < rayon::current_num_threads(), "at most every pool thread but the one running the work");
+    assert!(threads_staying_awake() <= rayon::current_num_threads(), "at most every pool thread");
     let deadline = Instant::now() + Duration::from_secs(20);
     while threads_staying_awake() > 0 {
         assert!(Instant::now() < deadline, "{} threads still awake 20 s after the last call", threads_staying_awake());

@@ -6,6 +6,7 @@
 //! - [`manager`]: version discovery, loading, hot swap, unloading, config reload.
 //! - [`versions`]: each version's state as GetModelStatus reports it.
 //! - [`servable`]: one loaded version and its inference workspaces.
+//! - [`engine_call`]: engine calls off the async threads (the kernels' pool, or a blocking thread).
 //! - [`batcher`]: dynamic batching on one scheduler shared by every version.
 //! - [`batching_config`]: the batching flags or `--batching_parameters_file`.
 //! - [`metrics`]: Prometheus metrics with TensorFlow Serving's names (`--monitoring_config_file`,
@@ -24,6 +25,7 @@
 pub mod batcher;
 pub mod batching_config;
 pub mod cli;
+pub mod engine_call;
 pub mod fault;
 pub mod fuzzing;
 pub mod grpc;

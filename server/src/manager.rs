@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use engine::Device;
 use engine::predictor::Prediction;
-use engine::{Device, DeviceKind};
 use proto::tensorflow::error::Code;
 
 use crate::batcher::{BatchQueue, BatchScheduler};
 use crate::batching_config::BatchingConfig;
+use crate::engine_call::off_async_threads;
 use crate::fault;
 use crate::metrics::{Metrics, VersionGauge};
 use crate::model_config::{self, ModelSource, VersionPolicy};
@@ -74,23 +75,6 @@ impl Loaded {
                 .map_err(PredictError::Engine)
             }
         }
-    }
-}
-
-/// Runs an engine call off the async threads. On the CPU it is a job of the kernels' thread
-/// pool: the call's parallel loops then start on awake pool threads, with no blocking thread
-/// between the request and the pool to wake and wait for. A GPU call waits for its device, on a
-/// blocking thread.
-async fn off_async_threads<R: Send + 'static>(device: DeviceKind, work: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
-    match device {
-        DeviceKind::Cpu => {
-            let (reply, result) = tokio::sync::oneshot::channel();
-            rayon::spawn(move || {
-                let _ = reply.send(work());
-            });
-            result.await.map_err(|_| "the engine call was dropped".to_string())
-        }
-        _ => tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string()),
     }
 }
 

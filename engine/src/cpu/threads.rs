@@ -27,10 +27,11 @@ static AWAKE_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// Pool threads staying awake now.
 static AWAKE: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `work` as one job of the pool and waits for it, with the pool's other threads kept awake
-/// and stealing during it and for [`STAY_AWAKE`] after it, as ONNX Runtime's threads spin. A
-/// lone image's layers are parallel loops of tens of microseconds: handed to sleeping threads,
-/// each would wait as long again for the threads to wake, and for the caller to be woken back.
+/// Runs `work` as one job of the pool and waits for it, with every pool thread kept awake and
+/// stealing during it and for [`STAY_AWAKE`] after it, as ONNX Runtime's threads spin. A lone
+/// image's layers are parallel loops of tens of microseconds: handed to sleeping threads, each
+/// would wait as long again for the threads to wake, and for the caller to be woken back. The
+/// thread that ran the work stays awake too: the next call may start on any of them.
 pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     AWAKE_UNTIL.fetch_max(clock() + STAY_AWAKE.as_nanos() as u64, Ordering::Relaxed);
     wake_helpers();
@@ -70,10 +71,10 @@ pub fn threads_staying_awake() -> usize {
     AWAKE.load(Ordering::Acquire)
 }
 
-/// Counts one more thread staying awake, if fewer than all but one are.
+/// Counts one more thread staying awake, if fewer than all are.
 fn claim_awake_thread() -> bool {
-    let others = rayon::current_num_threads().saturating_sub(1);
-    AWAKE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < others).then_some(n + 1)).is_ok()
+    let threads = rayon::current_num_threads();
+    AWAKE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < threads).then_some(n + 1)).is_ok()
 }
 
 /// Runs the pool's jobs as they come, giving the core to other threads between them, until

@@ -1,8 +1,8 @@
-//! Winograd F(2x2, 5x5) convolution (Lavin & Gray), for 5x5 stride-1 kernels with enough input
-//! channels: each 2x2 output tile comes from a 6x6 input tile with 36 multiplies per channel
-//! pair instead of 100. Interpolation points 0, +-1, +-2 and infinity.
+//! Winograd F(4x4, 5x5) convolution (Lavin & Gray), for 5x5 stride-1 kernels with enough input
+//! channels: each 4x4 output tile comes from an 8x8 input tile with 64 multiplies per channel
+//! pair instead of 400. Interpolation points 0, +-1, +-2, +-1/2 and infinity.
 //!
-//! Per group of 24 tiles: the input tiles are transformed (`V = B^T d B`), 36 products multiply
+//! Per group of 24 tiles: the input tiles are transformed (`V = B^T d B`), 64 products multiply
 //! them by the transformed filters (`U = G g G^T`, made once per call), and the output
 //! transform (`Y = A^T M A`) adds the bias. A group's `V` and `M` stay in L2 while `U` streams
 //! through it. Each thread owns whole images and each tile's result depends on that tile
@@ -19,18 +19,21 @@ use super::{chunk_count, chunk_size};
 use crate::backend::Conv2dGeometry;
 use crate::device::CpuDevice;
 
-const G: [[f32; 5]; 6] = [
-    [0.25, 0.0, 0.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, -1.0 / 3.0, 2.0 / 3.0],
+const G: [[f32; 5]; 8] = [
+    [-1.0, 0.0, 0.0, 0.0, 0.0],
+    [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
+    [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
+    [1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0, 4.0 / 45.0, 8.0 / 45.0],
+    [1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0, -4.0 / 45.0, 8.0 / 45.0],
+    [32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0, 4.0 / 45.0, 2.0 / 45.0],
+    [32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0, -4.0 / 45.0, 2.0 / 45.0],
     [0.0, 0.0, 0.0, 0.0, 1.0],
 ];
 
 const K: usize = 5;
-const TILE_IN: usize = 6;
-const TILE_OUT: usize = 2;
+const TILE_IN: usize = 8;
+const TILE_OUT: usize = 4;
+const TILE_PIXELS: usize = TILE_OUT * TILE_OUT;
 const POINTS: usize = TILE_IN * TILE_IN;
 /// Below this many input channels the GEMMs' inner dimension is too short to pay off.
 const MIN_IN_CHANNELS: usize = 8;
@@ -100,7 +103,7 @@ pub fn transform_filters_into(g: &Conv2dGeometry, w: &[f32], u: &mut [f32]) {
 
 /// Scratch floats one forward worker needs, and the shared filter transform's size.
 fn sizes(g: &Conv2dGeometry) -> (usize, usize) {
-    let worker = POINTS * GROUP * (g.in_c + g.out_c) + padded_len(g) + POINTS * g.out_c;
+    let worker = POINTS * GROUP * (g.in_c + g.out_c) + padded_len(g) + TILE_PIXELS * g.out_c;
     (worker, POINTS * g.in_c * g.out_c)
 }
 
@@ -113,8 +116,9 @@ fn tiles_per_image(g: &Conv2dGeometry) -> usize {
 pub enum Output {
     /// Every output pixel.
     Full,
-    /// Each 2x2 output tile's maximum: the convolution followed by a 2x2, stride-2 max pool
-    /// (`floor(out / 2)` pooled rows and columns), the full output never written.
+    /// The maximum of each 2x2 block of output pixels (inside a tile): the convolution followed
+    /// by a 2x2, stride-2 max pool (`floor(out / 2)` pooled rows and columns), the full output
+    /// never written.
     MaxPool2x2,
 }
 
@@ -167,7 +171,7 @@ fn forward_alone(g: &Conv2dGeometry, x: &[f32], u: &[f32], b: Option<&[f32]>, ou
     // The output rows one tile row writes.
     let (y_rows, y_row_len) = match out {
         Output::Full => (TILE_OUT, g.out_w * g.out_c),
-        Output::MaxPool2x2 => (1, (g.out_w / 2) * g.out_c),
+        Output::MaxPool2x2 => (TILE_OUT / 2, (g.out_w / 2) * g.out_c),
     };
     y[..out.len(g)].par_chunks_mut((rows_per_task * y_rows * y_row_len).max(1)).zip(scratch.par_iter_mut()).enumerate().for_each(
         |(task, (yc, buf))| {
@@ -199,12 +203,12 @@ fn tile_range(
     }
 }
 
-/// Tiles transformed, multiplied and transformed back together: their `V` and `M` (36 points
+/// Tiles transformed, multiplied and transformed back together: their `V` and `M` (64 points
 /// each) stay in L2 while the filters stream through it.
 const GROUP: usize = 24;
 
 /// `count` tiles from tile `first` of the images in `x` (numbered image by image, row by row):
-/// input transform (through `padded`), the 36 point products, output transform into `y`,
+/// input transform (through `padded`), the 64 point products, output transform into `y`,
 /// which starts at the output of tile row `row0` (of image 0).
 #[allow(clippy::too_many_arguments)]
 fn group(
@@ -224,7 +228,7 @@ fn group(
     let (per_image, tiles_w) = (tiles_per_image(g), g.out_w.div_ceil(TILE_OUT));
     let (v, rest) = buf.split_at_mut(POINTS * GROUP * ci);
     let (m, rest) = rest.split_at_mut(POINTS * GROUP * co);
-    let half = &mut rest[..POINTS * co];
+    let pixels = &mut rest[..TILE_PIXELS * co];
     let locate = |tile: usize| (tile / per_image, (tile % per_image) / tiles_w, tile % tiles_w);
     for t in 0..count {
         let (img, ty, tx) = locate(first + t);
@@ -245,13 +249,18 @@ fn group(
         let yi = &mut y[img * out_len..];
         match out {
             Output::Full => {
-                transform_tile_output(m, t, GROUP, co, half);
-                write_tile(g, ty, tx, bias, yi, row0 * TILE_OUT, half);
+                transform_tile_output(m, t, GROUP, co, pixels);
+                write_tile(g, ty, tx, bias, yi, row0 * TILE_OUT, pixels);
             }
-            Output::MaxPool2x2 if ty < pooled_h && tx < pooled_w => {
-                transform_tile_output_max(m, t, GROUP, co, bias, &mut yi[((ty - row0) * pooled_w + tx) * co..][..co]);
+            Output::MaxPool2x2 => {
+                let (py, px) = (ty * TILE_OUT / 2, tx * TILE_OUT / 2);
+                let rows = (pooled_h.saturating_sub(py)).min(TILE_OUT / 2);
+                let cols = (pooled_w.saturating_sub(px)).min(TILE_OUT / 2);
+                if rows > 0 && cols > 0 {
+                    let first = ((py - row0 * TILE_OUT / 2) * pooled_w + px) * co;
+                    transform_tile_output_max(m, t, GROUP, co, bias, &mut yi[first..], pooled_w * co, rows, cols);
+                }
             }
-            Output::MaxPool2x2 => {}
         }
     }
 }
@@ -291,14 +300,18 @@ fn gt(g: [Lanes; K]) -> [Lanes; TILE_IN] {
     let [g0, g1, g2, g3, g4] = g;
     let even = lanes(|l| g0[l] + g2[l] + g4[l]);
     let odd = lanes(|l| g1[l] + g3[l]);
-    let even2 = lanes(|l| (1.0f32 / 24.0).mul_add(g0[l], (1.0f32 / 6.0).mul_add(g2[l], (2.0f32 / 3.0) * g4[l])));
-    let odd2 = lanes(|l| (1.0f32 / 12.0).mul_add(g1[l], (1.0f32 / 3.0) * g3[l]));
+    let even_half = lanes(|l| (1.0f32 / 90.0).mul_add(g0[l], (2.0f32 / 45.0).mul_add(g2[l], (8.0f32 / 45.0) * g4[l])));
+    let odd_half = lanes(|l| (1.0f32 / 45.0).mul_add(g1[l], (4.0f32 / 45.0) * g3[l]));
+    let even_two = lanes(|l| (32.0f32 / 45.0).mul_add(g0[l], (8.0f32 / 45.0).mul_add(g2[l], (2.0f32 / 45.0) * g4[l])));
+    let odd_two = lanes(|l| (16.0f32 / 45.0).mul_add(g1[l], (4.0f32 / 45.0) * g3[l]));
     [
-        lanes(|l| 0.25 * g0[l]),
-        lanes(|l| (-1.0f32 / 6.0) * (even[l] + odd[l])),
-        lanes(|l| (-1.0f32 / 6.0) * (even[l] - odd[l])),
-        lanes(|l| even2[l] + odd2[l]),
-        lanes(|l| even2[l] - odd2[l]),
+        lanes(|l| -g0[l]),
+        lanes(|l| (-2.0f32 / 9.0) * (even[l] + odd[l])),
+        lanes(|l| (-2.0f32 / 9.0) * (even[l] - odd[l])),
+        lanes(|l| even_half[l] + odd_half[l]),
+        lanes(|l| even_half[l] - odd_half[l]),
+        lanes(|l| even_two[l] + odd_two[l]),
+        lanes(|l| even_two[l] - odd_two[l]),
         g4,
     ]
 }
@@ -332,7 +345,7 @@ fn input_tile(g: &Conv2dGeometry, padded: &[f32], ty: usize, tx: usize, v: &mut 
     transform_tile_input(&padded[ty * TILE_OUT * row + tx * TILE_OUT * c..], row, c, v, cap, tile);
 }
 
-/// `(height, width)` of a [`PaddedImage`]: every tile's 6x6 window inside it.
+/// `(height, width)` of a [`PaddedImage`]: every tile's 8x8 window inside it.
 fn padded_size(g: &Conv2dGeometry) -> (usize, usize) {
     (TILE_OUT * g.out_h.div_ceil(TILE_OUT) + K - 1, TILE_OUT * g.out_w.div_ceil(TILE_OUT) + K - 1)
 }
@@ -383,33 +396,40 @@ const LANES: usize = 16;
 type Lanes = [f32; LANES];
 
 /// `B^T d` along one axis, lane-wise: the rows of `B_T` written out with their shared sums,
-/// 14 operations (8 of them fused multiply-adds) instead of 24.
+/// 28 operations (18 of them fused multiply-adds) instead of 48.
 #[inline(always)]
 fn bt(d: [Lanes; TILE_IN]) -> [Lanes; TILE_IN] {
-    let [d0, d1, d2, d3, d4, d5] = d;
-    let sum12 = lanes(|l| d1[l] + d2[l]);
-    let sum34 = lanes(|l| d3[l] + d4[l]);
-    let diff12 = lanes(|l| d1[l] - d2[l]);
-    let diff43 = lanes(|l| d4[l] - d3[l]);
-    let diff42 = lanes(|l| d4[l] - d2[l]);
-    let diff31 = lanes(|l| d3[l] - d1[l]);
+    let [d0, d1, d2, d3, d4, d5, d6, d7] = d;
+    let even_one = lanes(|l| (-4.25f32).mul_add(d4[l], d2[l] + d6[l]));
+    let odd_one = lanes(|l| (-4.25f32).mul_add(d3[l], d1[l] + d5[l]));
+    let even_half = lanes(|l| 0.25f32.mul_add(d2[l], (-1.25f32).mul_add(d4[l], d6[l])));
+    let odd_half = lanes(|l| 0.5f32.mul_add(d1[l], (-2.5f32).mul_add(d3[l], 2.0 * d5[l])));
+    let even_two = lanes(|l| 4.0f32.mul_add(d2[l], (-5.0f32).mul_add(d4[l], d6[l])));
+    let odd_two = lanes(|l| 2.0f32.mul_add(d1[l], (-2.5f32).mul_add(d3[l], 0.5 * d5[l])));
     [
-        lanes(|l| 4.0f32.mul_add(d0[l], (-5.0f32).mul_add(d2[l], d4[l]))),
-        lanes(|l| (-4.0f32).mul_add(sum12[l], sum34[l])),
-        lanes(|l| 4.0f32.mul_add(diff12[l], diff43[l])),
-        lanes(|l| 2.0f32.mul_add(diff31[l], diff42[l])),
-        lanes(|l| (-2.0f32).mul_add(diff31[l], diff42[l])),
-        lanes(|l| 4.0f32.mul_add(d1[l], (-5.0f32).mul_add(d3[l], d5[l]))),
+        lanes(|l| 5.25f32.mul_add(d2[l] - d4[l], d6[l] - d0[l])),
+        lanes(|l| even_one[l] + odd_one[l]),
+        lanes(|l| even_one[l] - odd_one[l]),
+        lanes(|l| even_half[l] + odd_half[l]),
+        lanes(|l| even_half[l] - odd_half[l]),
+        lanes(|l| even_two[l] + odd_two[l]),
+        lanes(|l| even_two[l] - odd_two[l]),
+        lanes(|l| 5.25f32.mul_add(d3[l] - d5[l], d7[l] - d1[l])),
     ]
 }
 
 /// `A^T m` along one axis, lane-wise.
 #[inline(always)]
 fn at(m: [Lanes; TILE_IN]) -> [Lanes; TILE_OUT] {
-    let [m0, m1, m2, m3, m4, m5] = m;
-    let (sum12, sum34) = (lanes(|l| m1[l] + m2[l]), lanes(|l| m3[l] + m4[l]));
-    let (diff12, diff34) = (lanes(|l| m1[l] - m2[l]), lanes(|l| m3[l] - m4[l]));
-    [lanes(|l| m0[l] + sum12[l] + sum34[l]), lanes(|l| 2.0f32.mul_add(diff34[l], diff12[l]) + m5[l])]
+    let [m0, m1, m2, m3, m4, m5, m6, m7] = m;
+    let (sum12, sum34, sum56) = (lanes(|l| m1[l] + m2[l]), lanes(|l| m3[l] + m4[l]), lanes(|l| m5[l] + m6[l]));
+    let (diff12, diff34, diff56) = (lanes(|l| m1[l] - m2[l]), lanes(|l| m3[l] - m4[l]), lanes(|l| m5[l] - m6[l]));
+    [
+        lanes(|l| m0[l] + sum12[l] + sum34[l] + sum56[l]),
+        lanes(|l| 2.0f32.mul_add(diff34[l], 0.5f32.mul_add(diff56[l], diff12[l]))),
+        lanes(|l| 4.0f32.mul_add(sum34[l], 0.25f32.mul_add(sum56[l], sum12[l]))),
+        lanes(|l| 8.0f32.mul_add(diff34[l], 0.125f32.mul_add(diff56[l], diff12[l])) + m7[l]),
+    ]
 }
 
 /// A vector built lane by lane.
@@ -422,13 +442,24 @@ fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
     v
 }
 
-/// `[e(0), .., e(5)]` for an expression `e` of `i`, written out in place: no zeroed array to
+/// `[e(0), .., e(7)]` for an expression `e` of `i`, written out in place: no zeroed array to
 /// fill, no loop to unroll, and no closure (which would not share the caller's target features
 /// if it stayed a call).
 #[rustfmt::skip]
-macro_rules! six {
+macro_rules! eight {
     ($i:ident => $e:expr) => {
-        [{ let $i = 0; $e }, { let $i = 1; $e }, { let $i = 2; $e }, { let $i = 3; $e }, { let $i = 4; $e }, { let $i = 5; $e }]
+        [
+            { let $i = 0; $e }, { let $i = 1; $e }, { let $i = 2; $e }, { let $i = 3; $e },
+            { let $i = 4; $e }, { let $i = 5; $e }, { let $i = 6; $e }, { let $i = 7; $e },
+        ]
+    };
+}
+
+/// `[e(0), .., e(3)]`, as [`eight!`].
+#[rustfmt::skip]
+macro_rules! four {
+    ($i:ident => $e:expr) => {
+        [{ let $i = 0; $e }, { let $i = 1; $e }, { let $i = 2; $e }, { let $i = 3; $e }]
     };
 }
 
@@ -488,24 +519,24 @@ fn tile_input_lanes<const FULL: bool>(
     c0: usize,
     width: usize,
 ) {
-    let columns = six!(b => bt(six!(a => load_lanes::<FULL>(d, a * row_stride + b * c + c0, width))));
+    let columns = eight!(b => bt(eight!(a => load_lanes::<FULL>(d, a * row_stride + b * c + c0, width))));
     for i in 0..TILE_IN {
-        for (j, out) in bt(six!(b => columns[b][i])).iter().enumerate() {
+        for (j, out) in bt(eight!(b => columns[b][i])).iter().enumerate() {
             store_lanes::<FULL>(v, ((i * TILE_IN + j) * cap + tile) * c + c0, out, width);
         }
     }
 }
 
 /// The pixels of the output tile at tile row `ty`, column `tx` that lie in the image, from
-/// `half` (`A^T M A`) plus the bias, into `y` (which starts at output row `first_row`).
-fn write_tile(g: &Conv2dGeometry, ty: usize, tx: usize, bias: Option<&[f32]>, y: &mut [f32], first_row: usize, half: &[f32]) {
+/// `pixels` (`A^T M A`) plus the bias, into `y` (which starts at output row `first_row`).
+fn write_tile(g: &Conv2dGeometry, ty: usize, tx: usize, bias: Option<&[f32]>, y: &mut [f32], first_row: usize, pixels: &[f32]) {
     let c = g.out_c;
     for r in 0..TILE_OUT {
         let oy = ty * TILE_OUT + r;
         for s in 0..TILE_OUT {
             let ox = tx * TILE_OUT + s;
             if oy < g.out_h && ox < g.out_w {
-                write_with_bias(&mut y[((oy - first_row) * g.out_w + ox) * c..][..c], &half[(r * TILE_OUT + s) * c..][..c], bias);
+                write_with_bias(&mut y[((oy - first_row) * g.out_w + ox) * c..][..c], &pixels[(r * TILE_OUT + s) * c..][..c], bias);
             }
         }
     }
@@ -526,8 +557,8 @@ vectorized! {
 }
 
 vectorized! {
-    /// `half[r][s][co] = (A^T M A)[r][s]` for one tile, `LANES` channels at a time.
-    fn transform_tile_output(m: &[f32], tile: usize, cap: usize, c: usize, half: &mut [f32]) {
+    /// `pixels[r][s][co] = (A^T M A)[r][s]` for one tile, `LANES` channels at a time.
+    fn transform_tile_output(m: &[f32], tile: usize, cap: usize, c: usize, pixels: &mut [f32]) {
         for c0 in (0..c).step_by(LANES) {
             let (y, width) = match LANES.min(c - c0) {
                 LANES => (tile_output_lanes::<true>(m, tile, cap, c, c0, LANES), LANES),
@@ -535,7 +566,7 @@ vectorized! {
             };
             for r in 0..TILE_OUT {
                 for s in 0..TILE_OUT {
-                    store(half, (r * TILE_OUT + s) * c + c0, &y[r][s], width);
+                    store(pixels, (r * TILE_OUT + s) * c + c0, &y[r][s], width);
                 }
             }
         }
@@ -552,35 +583,51 @@ fn tile_output_lanes<const FULL: bool>(
     c0: usize,
     width: usize,
 ) -> [[Lanes; TILE_OUT]; TILE_OUT] {
-    let rows = six!(i => at(six!(j => load_lanes::<FULL>(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width))));
-    let [y00, y10] = at(six!(i => rows[i][0]));
-    let [y01, y11] = at(six!(i => rows[i][1]));
-    [[y00, y01], [y10, y11]]
+    let rows = eight!(i => at(eight!(j => load_lanes::<FULL>(m, ((i * TILE_IN + j) * cap + tile) * c + c0, width))));
+    let columns = four!(s => at(eight!(i => rows[i][s])));
+    four!(r => four!(s => columns[s][r]))
 }
 
 vectorized! {
-    /// `dst[co] = max over the tile's 4 pixels (in row order) of (A^T M A)[r][s] + bias`: the
-    /// full output's maximum (adding a constant preserves order, rounding included), `LANES`
-    /// channels at a time.
-    fn transform_tile_output_max(m: &[f32], tile: usize, cap: usize, c: usize, bias: Option<&[f32]>, dst: &mut [f32]) {
+    /// The 2x2 blocks `rows x cols` (each at most 2) of one tile, each block's maximum over its 4
+    /// pixels (in row order) of `(A^T M A)[r][s] + bias`: the full output's maximum (adding a
+    /// constant preserves order, rounding included), into `dst` (a pooled row every `row`
+    /// floats), `LANES` channels at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn transform_tile_output_max(
+        m: &[f32],
+        tile: usize,
+        cap: usize,
+        c: usize,
+        bias: Option<&[f32]>,
+        dst: &mut [f32],
+        row: usize,
+        rows: usize,
+        cols: usize,
+    ) {
         for c0 in (0..c).step_by(LANES) {
-            let ([[y00, y01], [y10, y11]], width) = match LANES.min(c - c0) {
+            let (y, width) = match LANES.min(c - c0) {
                 LANES => (tile_output_lanes::<true>(m, tile, cap, c, c0, LANES), LANES),
                 width => (tile_output_lanes::<false>(m, tile, cap, c, c0, width), width),
             };
-            let mut top = y00;
-            for pixel in [y01, y10, y11] {
-                for l in 0..LANES {
-                    top[l] = if pixel[l] > top[l] { pixel[l] } else { top[l] };
+            let b = bias.map(|b| load(b, c0, width));
+            for pr in 0..rows {
+                for pc in 0..cols {
+                    let (r, s) = (2 * pr, 2 * pc);
+                    let mut top = y[r][s];
+                    for pixel in [y[r][s + 1], y[r + 1][s], y[r + 1][s + 1]] {
+                        for l in 0..LANES {
+                            top[l] = if pixel[l] > top[l] { pixel[l] } else { top[l] };
+                        }
+                    }
+                    if let Some(b) = b {
+                        for l in 0..LANES {
+                            top[l] += b[l];
+                        }
+                    }
+                    store(dst, pr * row + pc * c + c0, &top, width);
                 }
             }
-            if let Some(b) = bias {
-                let b = load(b, c0, width);
-                for l in 0..LANES {
-                    top[l] += b[l];
-                }
-            }
-            store(dst, c0, &top, width);
         }
     }
 }
@@ -588,8 +635,8 @@ vectorized! {
 /// `dw = sum over images of the correlation of x with dy` and `db = sum of dy`, the gradients
 /// of a geometry for which [`applies`] holds, through the transposed transforms: the forward
 /// is `y = A^T [(G w G^T) . (B^T d B)] A` per tile, so `dw = G^T [sum over tiles of
-/// (B^T d B) . (A dy A^T)] G`. Each thread sums its images' tiles, a group at a time (36
-/// products with the tiles as the inner dimension, in tile order); the 6x6 -> 5x5 transform
+/// (B^T d B) . (A dy A^T)] G`. Each thread sums its images' tiles, a group at a time (64
+/// products with the tiles as the inner dimension, in tile order); the 8x8 -> 5x5 transform
 /// runs once, after the per-thread sums are added in thread order.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
@@ -643,33 +690,38 @@ pub fn backward_weight(dev: &CpuDevice, g: &Conv2dGeometry, n: usize, x: &[f32],
     });
 }
 
-/// `D[p][tile] = (A dy A^T)[p]` for the 2x2 gradient tile at tile row `ty`, column `tx` of one
+/// `D[p][tile] = (A dy A^T)[p]` for the 4x4 gradient tile at tile row `ty`, column `tx` of one
 /// image's `dy` (zeros past its edge).
 fn gradient_tile(g: &Conv2dGeometry, dy: &[f32], ty: usize, tx: usize, d: &mut [f32], cap: usize, tile: usize) {
     let pixel = |r: usize, s: usize| {
         let (oy, ox) = (ty * TILE_OUT + r, tx * TILE_OUT + s);
         (oy < g.out_h && ox < g.out_w).then(|| (oy * g.out_w + ox) * g.out_c)
     };
-    let at = [[pixel(0, 0), pixel(0, 1)], [pixel(1, 0), pixel(1, 1)]];
+    let at = four!(r => four!(s => pixel(r, s)));
     transform_tile_gradient(dy, &at, g.out_c, d, cap, tile);
 }
 
-/// `A m` along one axis (`A` is 6x2, the transpose of [`at`]'s), lane-wise.
+/// `A m` along one axis (`A` is 8x4, the transpose of [`at`]'s), lane-wise.
 #[inline(always)]
 fn a_expand(m: [Lanes; TILE_OUT]) -> [Lanes; TILE_IN] {
-    let [m0, m1] = m;
+    let [m0, m1, m2, m3] = m;
+    let (even_one, odd_one) = (lanes(|l| m0[l] + m2[l]), lanes(|l| m1[l] + m3[l]));
+    let (even_two, odd_two) = (lanes(|l| 4.0f32.mul_add(m2[l], m0[l])), lanes(|l| 2.0f32.mul_add(m1[l], 8.0 * m3[l])));
+    let (even_half, odd_half) = (lanes(|l| 0.25f32.mul_add(m2[l], m0[l])), lanes(|l| 0.5f32.mul_add(m1[l], 0.125 * m3[l])));
     [
         m0,
-        lanes(|l| m0[l] + m1[l]),
-        lanes(|l| m0[l] - m1[l]),
-        lanes(|l| 2.0f32.mul_add(m1[l], m0[l])),
-        lanes(|l| (-2.0f32).mul_add(m1[l], m0[l])),
-        m1,
+        lanes(|l| even_one[l] + odd_one[l]),
+        lanes(|l| even_one[l] - odd_one[l]),
+        lanes(|l| even_two[l] + odd_two[l]),
+        lanes(|l| even_two[l] - odd_two[l]),
+        lanes(|l| even_half[l] + odd_half[l]),
+        lanes(|l| even_half[l] - odd_half[l]),
+        m3,
     ]
 }
 
 vectorized! {
-    /// `D[p][tile] = (A dy A^T)[p]` for one 2x2 tile whose pixels start at `at` (`None`: past
+    /// `D[p][tile] = (A dy A^T)[p]` for one 4x4 tile whose pixels start at `at` (`None`: past
     /// the edge, zero), `LANES` channels at a time.
     fn transform_tile_gradient(dy: &[f32], at: &[[Option<usize>; TILE_OUT]; TILE_OUT], co: usize, d: &mut [f32], cap: usize, tile: usize) {
         for c0 in (0..co).step_by(LANES) {
@@ -694,9 +746,9 @@ fn tile_gradient_lanes<const FULL: bool>(
     width: usize,
 ) {
     let value = |p: Option<usize>| p.map_or([0.0; LANES], |p| load_lanes::<FULL>(dy, p + c0, width));
-    let rows = [a_expand([value(at[0][0]), value(at[0][1])]), a_expand([value(at[1][0]), value(at[1][1])])];
+    let rows = four!(r => a_expand(four!(s => value(at[r][s]))));
     for j in 0..TILE_IN {
-        for (i, out) in a_expand([rows[0][j], rows[1][j]]).iter().enumerate() {
+        for (i, out) in a_expand(four!(r => rows[r][j])).iter().enumerate() {
             store_lanes::<FULL>(d, ((i * TILE_IN + j) * cap + tile) * co + c0, out, width);
         }
     }
@@ -729,23 +781,30 @@ vectorized! {
 mod tests {
     use super::*;
 
-    /// The transforms as matrices (Toom-Cook with points 0, 1, -1, 2, -2, infinity).
-    const B_T: [[f32; 6]; 6] = [
-        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-        [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-        [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    /// The transforms as matrices (Toom-Cook with points 0, 1, -1, 2, -2, 1/2, -1/2, infinity).
+    const B_T: [[f32; 8]; 8] = [
+        [-1.0, 0.0, 5.25, 0.0, -5.25, 0.0, 1.0, 0.0],
+        [0.0, 1.0, 1.0, -4.25, -4.25, 1.0, 1.0, 0.0],
+        [0.0, -1.0, 1.0, 4.25, -4.25, -1.0, 1.0, 0.0],
+        [0.0, 0.5, 0.25, -2.5, -1.25, 2.0, 1.0, 0.0],
+        [0.0, -0.5, 0.25, 2.5, -1.25, -2.0, 1.0, 0.0],
+        [0.0, 2.0, 4.0, -2.5, -5.0, 0.5, 1.0, 0.0],
+        [0.0, -2.0, 4.0, 2.5, -5.0, -0.5, 1.0, 0.0],
+        [0.0, -1.0, 0.0, 5.25, 0.0, -5.25, 0.0, 1.0],
     ];
-    const A_T: [[f32; 6]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+    const A_T: [[f32; 8]; 4] = [
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 0.0],
+        [0.0, 1.0, 1.0, 4.0, 4.0, 0.25, 0.25, 0.0],
+        [0.0, 1.0, -1.0, 8.0, -8.0, 0.125, -0.125, 1.0],
+    ];
 
     #[test]
     fn written_out_transforms_match_the_matrices() {
         let d: [Lanes; TILE_IN] = std::array::from_fn(|a| std::array::from_fn(|l| (a * 7 + l * 3) as f32 * 0.37 - 2.0));
         let (fast_b, fast_a) = (bt(d), at(d));
         let fast_g = gt([d[0], d[1], d[2], d[3], d[4]]);
-        let expanded = a_expand([d[0], d[1]]);
+        let expanded = a_expand([d[0], d[1], d[2], d[3]]);
         for l in 0..LANES {
             for i in 0..TILE_IN {
                 let want: f32 = (0..K).map(|a| G[i][a] * d[a][l]).sum();
@@ -764,24 +823,24 @@ mod tests {
         }
     }
 
-    /// One 6x6 tile through the three transforms equals the direct 5x5 correlation.
+    /// One 8x8 tile through the three transforms equals the direct 5x5 correlation.
     #[test]
     fn one_tile_matches_direct_correlation() {
-        let d: [[f32; 6]; 6] = std::array::from_fn(|a| std::array::from_fn(|b| ((a * 6 + b) % 11) as f32 * 0.1 - 0.4));
+        let d: [[f32; 8]; 8] = std::array::from_fn(|a| std::array::from_fn(|b| ((a * 8 + b) % 11) as f32 * 0.1 - 0.4));
         let g: [[f32; 5]; 5] = std::array::from_fn(|a| std::array::from_fn(|b| ((a * 5 + b) % 7) as f32 * 0.2 - 0.5));
         let mul = |x: &[Vec<f32>], y: &[Vec<f32>]| -> Vec<Vec<f32>> {
             (0..x.len()).map(|i| (0..y[0].len()).map(|j| (0..y.len()).map(|k| x[i][k] * y[k][j]).sum()).collect()).collect()
         };
         let t = |x: &[Vec<f32>]| -> Vec<Vec<f32>> { (0..x[0].len()).map(|j| x.iter().map(|r| r[j]).collect()).collect() };
-        let as_vec = |x: &[[f32; 6]]| -> Vec<Vec<f32>> { x.iter().map(|r| r.to_vec()).collect() };
+        let as_vec = |x: &[[f32; 8]]| -> Vec<Vec<f32>> { x.iter().map(|r| r.to_vec()).collect() };
         let (bt_m, at_m) = (as_vec(&B_T), as_vec(&A_T));
         let g_m: Vec<Vec<f32>> = G.iter().map(|r| r.to_vec()).collect();
         let u = mul(&mul(&g_m, &g.iter().map(|r| r.to_vec()).collect::<Vec<_>>()), &t(&g_m));
         let v = mul(&mul(&bt_m, &as_vec(&d)), &t(&bt_m));
-        let m: Vec<Vec<f32>> = (0..6).map(|i| (0..6).map(|j| u[i][j] * v[i][j]).collect()).collect();
+        let m: Vec<Vec<f32>> = (0..8).map(|i| (0..8).map(|j| u[i][j] * v[i][j]).collect()).collect();
         let y = mul(&mul(&at_m, &m), &t(&at_m));
-        for r in 0..2 {
-            for s in 0..2 {
+        for r in 0..4 {
+            for s in 0..4 {
                 let want: f32 = (0..5).flat_map(|a| (0..5).map(move |b| (a, b))).map(|(a, b)| d[r + a][s + b] * g[a][b]).sum();
                 assert!((y[r][s] - want).abs() < 1e-4, "[{r}][{s}] {} vs {want}", y[r][s]);
             }

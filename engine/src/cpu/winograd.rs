@@ -611,21 +611,25 @@ vectorized! {
                 width => (tile_output_lanes::<false>(m, tile, cap, c, c0, width), width),
             };
             let b = bias.map(|b| load(b, c0, width));
-            for pr in 0..rows {
-                for pc in 0..cols {
-                    let (r, s) = (2 * pr, 2 * pc);
-                    let mut top = y[r][s];
-                    for pixel in [y[r][s + 1], y[r + 1][s], y[r + 1][s + 1]] {
-                        for l in 0..LANES {
-                            top[l] = if pixel[l] > top[l] { pixel[l] } else { top[l] };
-                        }
+            // Every block, at fixed places in `y` (which then stays in registers); the blocks
+            // past the pooled edge are not stored.
+            let blocks = four!(k => {
+                let (r, s) = (2 * (k / 2), 2 * (k % 2));
+                let mut top = y[r][s];
+                for pixel in [y[r][s + 1], y[r + 1][s], y[r + 1][s + 1]] {
+                    for l in 0..LANES {
+                        top[l] = if pixel[l] > top[l] { pixel[l] } else { top[l] };
                     }
-                    if let Some(b) = b {
-                        for l in 0..LANES {
-                            top[l] += b[l];
-                        }
-                    }
-                    store(dst, pr * row + pc * c + c0, &top, width);
+                }
+                match b {
+                    Some(b) => lanes(|l| top[l] + b[l]),
+                    None => top,
+                }
+            });
+            for (k, block) in blocks.iter().enumerate() {
+                let (pr, pc) = (k / 2, k % 2);
+                if pr < rows && pc < cols {
+                    store(dst, pr * row + pc * c + c0, block, width);
                 }
             }
         }

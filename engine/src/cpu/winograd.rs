@@ -273,14 +273,14 @@ fn transform_filters(g: &Conv2dGeometry, w: Filters<'_>, u: &mut [f32]) {
     for (ci, u) in u[..ci_n * POINTS * co_n].chunks_mut(POINTS * co_n).enumerate() {
         for co0 in (0..co_n).step_by(LANES) {
             let width = LANES.min(co_n - co0);
-            let mut taps = [[[0.0f32; LANES]; K]; K];
+            let mut taps = [[ZERO; K]; K];
             for a in 0..K {
                 for b in 0..K {
                     taps[a][b] = match w {
                         Filters::Direct(w) => load(w, ((a * K + b) * ci_n + ci) * co_n + co0, width),
                         Filters::Transformed(_) => unreachable!("transformed filters are not transformed again"),
                         Filters::Flipped(w) => {
-                            let mut v = [0.0; LANES];
+                            let mut v = ZERO;
                             for (l, v) in v.iter_mut().enumerate().take(width) {
                                 *v = w[(((K - 1 - a) * K + (K - 1 - b)) * co_n + co0 + l) * ci_n + ci];
                             }
@@ -319,16 +319,16 @@ fn gt(g: [Lanes; K]) -> [Lanes; TILE_IN] {
 vectorized! {
     /// `G g G^T` for one input channel (`u`: its `[p][co]` block) and `LANES` output channels.
     fn transform_filter_lanes(taps: &[[Lanes; K]; K], u: &mut [f32], co_n: usize, co0: usize, width: usize) {
-        let mut columns = [[[0.0f32; LANES]; TILE_IN]; K];
+        let mut columns = [[ZERO; TILE_IN]; K];
         for b in 0..K {
-            let mut column = [[0.0f32; LANES]; K];
+            let mut column = [ZERO; K];
             for a in 0..K {
                 column[a] = taps[a][b];
             }
             columns[b] = gt(column);
         }
         for i in 0..TILE_IN {
-            let mut row = [[0.0f32; LANES]; K];
+            let mut row = [ZERO; K];
             for b in 0..K {
                 row[b] = columns[b][i];
             }
@@ -393,7 +393,28 @@ impl<'a> PaddedImage<'a> {
 
 /// Channels transformed together (one AVX-512 register).
 const LANES: usize = 16;
-type Lanes = [f32; LANES];
+
+/// `LANES` channels' values, aligned as one register: as a plain array, the compiler's
+/// vectorizer regroups a tile's values across channels and points (shuffles, part-width
+/// spills that stall when read back whole).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Lanes([f32; LANES]);
+
+const ZERO: Lanes = Lanes([0.0; LANES]);
+
+impl std::ops::Deref for Lanes {
+    type Target = [f32; LANES];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Lanes {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 /// `B^T d` along one axis, lane-wise: the rows of `B_T` written out with their shared sums,
 /// 28 operations (18 of them fused multiply-adds) instead of 48.
@@ -435,7 +456,7 @@ fn at(m: [Lanes; TILE_IN]) -> [Lanes; TILE_OUT] {
 /// A vector built lane by lane.
 #[inline(always)]
 fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
-    let mut v = [0.0; LANES];
+    let mut v = ZERO;
     for l in 0..LANES {
         v[l] = f(l);
     }
@@ -466,9 +487,9 @@ macro_rules! four {
 #[inline(always)]
 fn load(src: &[f32], at: usize, width: usize) -> Lanes {
     if width == LANES {
-        return src[at..at + LANES].try_into().expect("LANES values");
+        return Lanes(src[at..at + LANES].try_into().expect("LANES values"));
     }
-    let mut v = [0.0; LANES];
+    let mut v = ZERO;
     v[..width].copy_from_slice(&src[at..at + width]);
     v
 }
@@ -476,19 +497,19 @@ fn load(src: &[f32], at: usize, width: usize) -> Lanes {
 /// [`load`] with the width known to be `LANES` when `FULL` (no branch in a transform's body).
 #[inline(always)]
 fn load_lanes<const FULL: bool>(src: &[f32], at: usize, width: usize) -> Lanes {
-    if FULL { src[at..at + LANES].try_into().expect("LANES values") } else { load(src, at, width) }
+    if FULL { Lanes(src[at..at + LANES].try_into().expect("LANES values")) } else { load(src, at, width) }
 }
 
 /// [`store`] with the width known to be `LANES` when `FULL`.
 #[inline(always)]
 fn store_lanes<const FULL: bool>(dst: &mut [f32], at: usize, v: &Lanes, width: usize) {
-    if FULL { dst[at..at + LANES].copy_from_slice(v) } else { store(dst, at, v, width) }
+    if FULL { dst[at..at + LANES].copy_from_slice(&v.0) } else { store(dst, at, v, width) }
 }
 
 #[inline(always)]
 fn store(dst: &mut [f32], at: usize, v: &Lanes, width: usize) {
     if width == LANES {
-        dst[at..at + LANES].copy_from_slice(v);
+        dst[at..at + LANES].copy_from_slice(&v.0);
     } else {
         dst[at..at + width].copy_from_slice(&v[..width]);
     }
@@ -749,7 +770,7 @@ fn tile_gradient_lanes<const FULL: bool>(
     c0: usize,
     width: usize,
 ) {
-    let value = |p: Option<usize>| p.map_or([0.0; LANES], |p| load_lanes::<FULL>(dy, p + c0, width));
+    let value = |p: Option<usize>| p.map_or(ZERO, |p| load_lanes::<FULL>(dy, p + c0, width));
     let rows = four!(r => a_expand(four!(s => value(at[r][s]))));
     for j in 0..TILE_IN {
         for (i, out) in a_expand(four!(r => rows[r][j])).iter().enumerate() {
@@ -805,7 +826,7 @@ mod tests {
 
     #[test]
     fn written_out_transforms_match_the_matrices() {
-        let d: [Lanes; TILE_IN] = std::array::from_fn(|a| std::array::from_fn(|l| (a * 7 + l * 3) as f32 * 0.37 - 2.0));
+        let d: [Lanes; TILE_IN] = std::array::from_fn(|a| Lanes(std::array::from_fn(|l| (a * 7 + l * 3) as f32 * 0.37 - 2.0)));
         let (fast_b, fast_a) = (bt(d), at(d));
         let fast_g = gt([d[0], d[1], d[2], d[3], d[4]]);
         let expanded = a_expand([d[0], d[1], d[2], d[3]]);
